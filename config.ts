@@ -1,0 +1,251 @@
+// Command line → one typed Config. Two forms, as the tools slirpd replaces take them:
+//
+//   slirpnetstack form:  slirpd --netns PATH [--interface tun0] [OPTIONS]
+//   slirp4netns form:    slirpd [OPTIONS] PID|PATH TAPNAME      (the tap is created)
+//
+// Flags are accepted with one or two dashes (Go's flag package, which slirpnetstack uses,
+// takes both). Errors are one line in Go's flag wording, so scripts written for
+// slirpnetstack see what they expect: `invalid value "X" for flag -mtu: REASON`.
+
+import { parseArgs } from "node:util";
+
+export interface Config {
+  /** Path of the guest's network namespace (`/proc/PID/ns/net` or a bind mount). */
+  netns: string;
+  /** Tap device name inside the guest namespace. */
+  ifname: string;
+  /** Create the tap and configure the guest (lo up, addresses, routes). */
+  configure: boolean;
+  /** Create the tap if it does not exist (slirp4netns form always creates it). */
+  createTap: boolean;
+  mtu: number;
+  /** Use IFF_VNET_HDR and TSO/checksum offloads when the kernel offers them. */
+  vnetHdr: boolean;
+  readyFd: number | null;
+  quiet: boolean;
+  enableRouting: boolean;
+  enableHost: boolean;
+  /** Which command-line form was used; they differ in defaults (see README). */
+  form: "slirpnetstack" | "slirp4netns";
+  /** Milliseconds a host connect() may take before the guest gets RST. */
+  connectTimeoutMs: number;
+}
+
+export const MTU_MIN = 1280;
+export const MTU_MAX = 65521;
+
+/** A command-line error: printed as one line, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+interface FlagSpec {
+  type: "string" | "boolean";
+  help: string;
+  arg?: string;
+  short?: string;
+  default?: string | boolean;
+}
+
+export const FLAGS: Record<string, FlagSpec> = {
+  "netns": {
+    type: "string",
+    arg: "PATH",
+    help: "guest network namespace, e.g. /proc/PID/ns/net",
+  },
+  "interface": {
+    type: "string",
+    arg: "NAME",
+    default: "tun0",
+    help: "tap device in the guest namespace",
+  },
+  "configure": {
+    type: "boolean",
+    short: "c",
+    help:
+      "create the tap and configure the guest: lo up, 10.0.2.100/24, fd00::100/64, default routes",
+  },
+  "mtu": {
+    type: "string",
+    short: "m",
+    arg: "N",
+    default: "1500",
+    help: `MTU of the tap (${MTU_MIN}..${MTU_MAX})`,
+  },
+  "no-vnet-hdr": {
+    type: "boolean",
+    help: "do not use the virtio-net header (turns off checksum and TSO offloads)",
+  },
+  "ready-fd": {
+    type: "string",
+    short: "r",
+    arg: "FD",
+    help: 'write "1" to FD and close it when ready (slirp4netns)',
+  },
+  "enable-routing": {
+    type: "boolean",
+    help: "let the guest reach destinations outside this host (sanity block list still applies)",
+  },
+  "enable-host": {
+    type: "boolean",
+    help: "let the guest reach addresses of this host (sanity block list still applies)",
+  },
+  "connect-timeout": {
+    type: "string",
+    arg: "SECONDS",
+    default: "10",
+    help: "how long a host connect() may take before the guest gets RST",
+  },
+  "quiet": { type: "boolean", short: "q", help: "do not log connections" },
+  "help": { type: "boolean", short: "h", help: "show this help" },
+};
+
+export function helpText(): string {
+  const lines = [
+    "slirpd: user-mode networking for network namespaces",
+    "",
+    "usage: slirpd --netns PATH [--interface NAME] [OPTIONS]      (slirpnetstack form)",
+    "       slirpd [OPTIONS] PID|PATH TAPNAME                      (slirp4netns form)",
+    "",
+    "options:",
+  ];
+  for (const [name, f] of Object.entries(FLAGS)) {
+    const left = `  ${f.short ? `-${f.short}, ` : "    "}--${name}${f.arg ? ` ${f.arg}` : ""}`;
+    const def = f.default !== undefined && f.type === "string" ? ` (default ${f.default})` : "";
+    lines.push(`${left.padEnd(34)} ${f.help}${def}`);
+  }
+  return lines.join("\n");
+}
+
+function invalid(flag: string, value: string, reason: string): UsageError {
+  return new UsageError(
+    `invalid value "${value}" for flag -${flag}: ${reason}`,
+  );
+}
+
+function intFlag(
+  flag: string,
+  value: string,
+  min: number,
+  max: number,
+): number {
+  if (!/^[0-9]+$/.test(value)) throw invalid(flag, value, "not a whole number");
+  const n = Number(value);
+  if (n < min || n > max) {
+    throw invalid(flag, value, `must be between ${min} and ${max}`);
+  }
+  return n;
+}
+
+/** Go's flag package takes `-flag`; node's parseArgs wants `--flag`. */
+function normalize(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--") {
+      out.push(...argv.slice(i));
+      break;
+    }
+    out.push(/^-[a-z][a-z0-9-]+(=.*)?$/i.test(a) ? "-" + a : a);
+  }
+  return out;
+}
+
+/** The result of parsing: a Config to run, or a request for help. */
+export type ParseResult = { help: true } | { help: false; config: Config };
+
+export function parseConfig(argv: string[]): ParseResult {
+  const options: Record<
+    string,
+    { type: "string" | "boolean"; short?: string }
+  > = {};
+  for (const [name, f] of Object.entries(FLAGS)) {
+    options[name] = f.short ? { type: f.type, short: f.short } : { type: f.type };
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: normalize(argv),
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    throw new UsageError(describeParseError(e));
+  }
+  const v = parsed.values as Record<string, string | boolean | undefined>;
+  if (v.help) return { help: true };
+  const str = (k: string) => (v[k] as string | undefined) ?? (FLAGS[k].default as string);
+
+  const pos = parsed.positionals;
+  let netns = v.netns as string | undefined;
+  let ifname = str("interface");
+  let form: Config["form"] = "slirpnetstack";
+  if (pos.length > 0) {
+    if (netns !== undefined) {
+      throw new UsageError(`unexpected argument "${pos[0]}": --netns is given`);
+    }
+    if (pos.length !== 2) {
+      throw new UsageError(
+        `expected PID|PATH TAPNAME (slirp4netns form), got ${pos.length} argument(s): ${
+          pos.join(" ")
+        }`,
+      );
+    }
+    form = "slirp4netns";
+    netns = /^[0-9]+$/.test(pos[0]) ? `/proc/${pos[0]}/ns/net` : pos[0];
+    ifname = pos[1];
+  }
+  if (netns === undefined || netns === "") {
+    throw new UsageError(
+      "missing --netns PATH (or PID|PATH TAPNAME); see --help",
+    );
+  }
+  if (
+    !/^[A-Za-z0-9_.:-]{1,15}$/.test(ifname) || ifname === "." || ifname === ".."
+  ) {
+    throw invalid(
+      "interface",
+      ifname,
+      "not a valid interface name (1-15 characters)",
+    );
+  }
+  const readyRaw = v["ready-fd"] as string | undefined;
+  const configure = Boolean(v.configure);
+  return {
+    help: false,
+    config: {
+      netns,
+      ifname,
+      configure,
+      createTap: configure || form === "slirp4netns",
+      mtu: intFlag("mtu", str("mtu"), MTU_MIN, MTU_MAX),
+      vnetHdr: !v["no-vnet-hdr"],
+      readyFd: readyRaw === undefined ? null : intFlag("ready-fd", readyRaw, 0, 1 << 20),
+      quiet: Boolean(v.quiet),
+      enableRouting: Boolean(v["enable-routing"]),
+      enableHost: Boolean(v["enable-host"]),
+      form,
+      connectTimeoutMs: intFlag("connect-timeout", str("connect-timeout"), 1, 3600) * 1000,
+    },
+  };
+}
+
+function describeParseError(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  // node's messages are long and multi-line; keep one line naming the flag.
+  const unknown = msg.match(/Unknown option '([^']+)'/);
+  if (unknown) return `flag provided but not defined: ${unknown[1]}`;
+  const needs = msg.match(
+    /Option '(?:-\w, )?(--[\w-]+) <value>' argument missing/,
+  );
+  if (needs) return `flag needs an argument: ${needs[1]}`;
+  const noValue = msg.match(
+    /Option '(?:-\w, )?(--[\w-]+)' does not take an argument/,
+  );
+  if (noValue) return `flag does not take a value: ${noValue[1]}`;
+  return msg.split("\n")[0];
+}

@@ -1,0 +1,74 @@
+// libc access for every ffi/ module: one place that opens libc.so.6, reads errno and turns a
+// failed call into an error that names the call, its subject and the errno
+// ("setns(/proc/123/ns/net): EPERM").
+//
+// Each ffi/ module declares the symbols it needs and opens them with `openLibc`, so the
+// modules stay independent; dlopen of the same library is reference-counted by the loader.
+
+import { errnoName } from "./errno.ts";
+
+/** Opens libc with the given symbol table. */
+export function openLibc<S extends Deno.ForeignLibraryInterface>(
+  symbols: S,
+): Deno.DynamicLibrary<S>["symbols"] {
+  return Deno.dlopen("libc.so.6", symbols).symbols;
+}
+
+const errnoLib = openLibc({
+  __errno_location: { parameters: [], result: "pointer" },
+});
+
+// errno lives in thread-local storage at an address that is fixed for the thread's life, so it
+// is mapped once as an Int32Array: reading errno on the hot path (EAGAIN after every drain) is
+// then a plain array load, with no FFI call and no allocation. JS and sync FFI calls both run
+// on this one thread (a Worker evaluates this module again on its own thread).
+const errnoCell = (() => {
+  const p = errnoLib.__errno_location();
+  if (p === null) throw new Error("__errno_location returned NULL");
+  return new Int32Array(Deno.UnsafePointerView.getArrayBuffer(p, 4));
+})();
+
+/** errno of the last libc call made on this (the main) thread. Allocation-free. */
+export function errno(): number {
+  return errnoCell[0];
+}
+
+/** A libc call that failed: `call(subject): ENAME`. */
+export class SyscallError extends Error {
+  constructor(
+    readonly call: string,
+    readonly errno: number,
+    readonly subject = "",
+  ) {
+    super(`${call}${subject ? `(${subject})` : ""}: ${errnoName(errno)}`);
+    this.name = "SyscallError";
+  }
+  get code(): string {
+    return errnoName(this.errno);
+  }
+}
+
+/** Throws a SyscallError when `ret` is negative (the libc convention), else returns it. */
+export function check(ret: number, call: string, subject = ""): number {
+  if (ret < 0) throw new SyscallError(call, errno(), subject);
+  return ret;
+}
+
+/** Same as `check` for calls whose result is a bigint (ssize_t). */
+export function checkBig(
+  ret: number | bigint,
+  call: string,
+  subject = "",
+): number {
+  const n = Number(ret);
+  if (n < 0) throw new SyscallError(call, errno(), subject);
+  return n;
+}
+
+/** NUL-terminated copy of a string, for `buffer` parameters. */
+export function cstring(s: string): Uint8Array<ArrayBuffer> {
+  const enc = new TextEncoder().encode(s);
+  const out = new Uint8Array(enc.length + 1);
+  out.set(enc);
+  return out;
+}

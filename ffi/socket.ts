@@ -1,0 +1,566 @@
+// Non-blocking host sockets driven by sync FFI calls from the one epoll loop (pasta-style; see
+// DESIGN.md "all host I/O through FFI"). This file: TCP (TcpSocket, TcpListener, TcpInfo).
+// ffi/dgram.ts: UDP and unprivileged ICMP echo (UdpSocket, PingSocket), re-exported here.
+// ffi/sockio.ts: the msghdr-based syscall layer; ffi/sockaddr.ts: address encoding.
+//
+// Conventions, for every class:
+// - `fd` is a getter (satisfies Poller's `Pollable`); it reads -1 after close(), so a stale
+//   object can never touch a reused descriptor number. close() is idempotent.
+// - Hot-path calls (send, recv, peek, discard, sendTo, recvFrom) never allocate and never throw
+//   for a runtime condition: they return a byte count >= 0 or a negative errno (-EAGAIN,
+//   -ECONNRESET, ...). They throw only for programming errors (a range outside the buffer:
+//   RangeError). Buffers are addressed as (buf, off, len) over a long-lived Uint8Array.
+// - Setup calls (creating, binding, listening, options at creation) throw SyscallError.
+// - Addresses are Uint8Array of 4 or 16 bytes matching the family, plus a port number.
+
+import { errno, SyscallError } from "./libc.ts";
+import { EAGAIN, EINPROGRESS, ENOBUFS } from "./errno.ts";
+import { type Family, type SockAddr, writeSockaddr } from "./sockaddr.ts";
+import {
+  bindTo,
+  closeFd,
+  getIntOpt,
+  INFO,
+  INFO_LEN,
+  INT,
+  ioctlInt,
+  IP_BIND_ADDRESS_NO_PORT,
+  IPPROTO_IP,
+  IPPROTO_IPV6,
+  IPPROTO_TCP,
+  IPV6_V6ONLY,
+  LEN,
+  libc,
+  localPortOf,
+  MSG_DONTWAIT,
+  MSG_NOSIGNAL,
+  MSG_PEEK,
+  MSG_TRUNC,
+  mustSetOpt,
+  openSocket,
+  P_INFO,
+  P_INT,
+  P_LEN,
+  P_SA,
+  recvIov,
+  s32,
+  SA,
+  scratch,
+  sendIov,
+  setIntOpt,
+  setIov,
+  setIovRaw,
+  SHUT_WR,
+  SIOCINQ,
+  SIOCOUTQ,
+  SIOCOUTQNSD,
+  SO_ERROR,
+  SO_KEEPALIVE,
+  SO_LINGER,
+  SO_PEEK_OFF,
+  SO_RCVBUF,
+  SO_REUSEADDR,
+  SO_SNDBUF,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  SOCK_STREAM,
+  sockName,
+  SOL_SOCKET,
+  TCP_INFO,
+  TCP_KEEPCNT,
+  TCP_KEEPIDLE,
+  TCP_KEEPINTVL,
+  TCP_NODELAY,
+} from "./sockio.ts";
+
+export * from "./dgram.ts";
+export { type Family, formatAddr, parseAddr, type SockAddr } from "./sockaddr.ts";
+
+/** tcpi_state values (include/net/tcp_states.h). */
+export const TcpState = {
+  ESTABLISHED: 1,
+  SYN_SENT: 2,
+  SYN_RECV: 3,
+  FIN_WAIT1: 4,
+  FIN_WAIT2: 5,
+  TIME_WAIT: 6,
+  CLOSE: 7,
+  CLOSE_WAIT: 8,
+  LAST_ACK: 9,
+  LISTEN: 10,
+  CLOSING: 11,
+} as const;
+
+/** The few struct tcp_info fields a forwarder wants, refreshed in place by tcpInfo(). */
+export class TcpInfo {
+  /** Bytes of struct tcp_info the kernel returned (232 on 5.19+; fields past it read -1). */
+  size = 0;
+  state = 0; // tcpi_state: TcpState.*
+  caState = 0; // congestion-avoidance state (0 open, 4 loss)
+  retransmits = 0; // consecutive RTO retransmits in progress
+  rto = 0; // µs
+  sndMss = 0;
+  rcvMss = 0;
+  unacked = 0; // segments in flight
+  lost = 0;
+  retrans = 0;
+  pmtu = 0;
+  rcvSsthresh = 0;
+  rtt = 0; // smoothed RTT, µs
+  rttvar = 0; // µs
+  sndSsthresh = 0;
+  sndCwnd = 0; // segments
+  advmss = 0;
+  rcvSpace = 0;
+  totalRetrans = 0;
+  bytesAcked = 0;
+  bytesReceived = 0;
+  segsOut = 0;
+  segsIn = 0;
+  notsentBytes = 0;
+  minRtt = 0; // µs
+  bytesSent = 0;
+  bytesRetrans = 0;
+  sndWnd = -1; // peer's advertised window, bytes (kernel 5.19+)
+  rcvWnd = -1; // our advertised window, bytes (kernel 6.2+)
+}
+
+// struct tcp_info offsets (include/uapi/linux/tcp.h; checked against `ss -ti` by the tests).
+const TI = {
+  state: 0,
+  caState: 1,
+  retransmits: 2,
+  rto: 8,
+  sndMss: 16,
+  rcvMss: 20,
+  unacked: 24,
+  lost: 32,
+  retrans: 36,
+  pmtu: 60,
+  rcvSsthresh: 64,
+  rtt: 68,
+  rttvar: 72,
+  sndSsthresh: 76,
+  sndCwnd: 80,
+  advmss: 84,
+  rcvSpace: 96,
+  totalRetrans: 100,
+  bytesAcked: 120,
+  bytesReceived: 128,
+  segsOut: 136,
+  segsIn: 140,
+  notsentBytes: 144,
+  minRtt: 148,
+  bytesSent: 200,
+  bytesRetrans: 208,
+  sndWnd: 228,
+  rcvWnd: 232,
+} as const;
+
+const u32At = (o: number) => s32[(INFO + o) >>> 2];
+const u64At = (o: number) => s32[((INFO + o) >>> 2) + 1] * 0x100000000 + s32[(INFO + o) >>> 2];
+
+function fillTcpInfo(t: TcpInfo, size: number): void {
+  t.size = size;
+  t.state = scratch[INFO + TI.state];
+  t.caState = scratch[INFO + TI.caState];
+  t.retransmits = scratch[INFO + TI.retransmits];
+  t.rto = u32At(TI.rto);
+  t.sndMss = u32At(TI.sndMss);
+  t.rcvMss = u32At(TI.rcvMss);
+  t.unacked = u32At(TI.unacked);
+  t.lost = u32At(TI.lost);
+  t.retrans = u32At(TI.retrans);
+  t.pmtu = u32At(TI.pmtu);
+  t.rcvSsthresh = u32At(TI.rcvSsthresh);
+  t.rtt = u32At(TI.rtt);
+  t.rttvar = u32At(TI.rttvar);
+  t.sndSsthresh = u32At(TI.sndSsthresh);
+  t.sndCwnd = u32At(TI.sndCwnd);
+  t.advmss = u32At(TI.advmss);
+  t.rcvSpace = u32At(TI.rcvSpace);
+  t.totalRetrans = u32At(TI.totalRetrans);
+  t.bytesAcked = size >= TI.bytesAcked + 8 ? u64At(TI.bytesAcked) : -1;
+  t.bytesReceived = size >= TI.bytesReceived + 8 ? u64At(TI.bytesReceived) : -1;
+  t.segsOut = size >= TI.segsOut + 4 ? u32At(TI.segsOut) : -1;
+  t.segsIn = size >= TI.segsIn + 4 ? u32At(TI.segsIn) : -1;
+  t.notsentBytes = size >= TI.notsentBytes + 4 ? u32At(TI.notsentBytes) : -1;
+  t.minRtt = size >= TI.minRtt + 4 ? u32At(TI.minRtt) : -1;
+  t.bytesSent = size >= TI.bytesSent + 8 ? u64At(TI.bytesSent) : -1;
+  t.bytesRetrans = size >= TI.bytesRetrans + 8 ? u64At(TI.bytesRetrans) : -1;
+  t.sndWnd = size >= TI.sndWnd + 4 ? u32At(TI.sndWnd) : -1;
+  t.rcvWnd = size >= TI.rcvWnd + 4 ? u32At(TI.rcvWnd) : -1;
+}
+
+/** tcp states in which the peer's FIN has been received (for the emulated peek's EOF). */
+const FIN_RECEIVED = (1 << TcpState.CLOSE_WAIT) | (1 << TcpState.LAST_ACK) |
+  (1 << TcpState.CLOSING) | (1 << TcpState.TIME_WAIT) | (1 << TcpState.CLOSE);
+
+// Scratch for the two fallbacks (allocated only if a fallback is ever used; grows rarely).
+let spill = new Uint8Array(0);
+function spillOf(n: number): Uint8Array {
+  if (spill.length < n) spill = new Uint8Array(Math.max(n, 2 * spill.length, 65536));
+  return spill;
+}
+/** Peek offsets beyond this are refused (-ENOBUFS) in emulation: no unbounded scratch. */
+const EMULATED_PEEK_MAX = 64 << 20;
+const EFAULT = 14;
+
+/** A connected (or connecting) non-blocking TCP socket. */
+export class TcpSocket {
+  /**
+   * Whether the kernel supports SO_PEEK_OFF on TCP (Linux 6.9+): null until the first
+   * socket probes it. Set false to force the emulation (used by the tests; older kernels).
+   */
+  static peekOffSupported: boolean | null = null;
+  /** Whether recv(NULL, n, MSG_TRUNC) discards on TCP (true since Linux 2.4.4). */
+  static truncDiscard = true;
+
+  #fd: number;
+  readonly family: Family;
+  /** Error of an immediate connect() failure (ENETUNREACH, ECONNREFUSED, ...), else 0. */
+  pendingError = 0;
+  #peekMode = 0; // 0: not set up, 1: kernel SO_PEEK_OFF, 2: emulated with #peekOff
+  #peekOff = 0;
+  #sndbuf = 0;
+  #info: TcpInfo | null = null;
+
+  /** Adopts a connected or connecting TCP socket fd (closed by close()/abort()). */
+  constructor(fd: number, family: Family) {
+    this.#fd = fd;
+    this.family = family;
+  }
+
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /**
+   * socket + optional bind (source address/port) + non-blocking connect. Throws SyscallError
+   * when the socket cannot be created or bound; a connect() that fails at once (ENETUNREACH,
+   * EHOSTUNREACH, ECONNREFUSED, EADDRNOTAVAIL, EACCES, ...) is not thrown but recorded in
+   * `pendingError` (and returned by connectResult()). Otherwise wait for EPOLLOUT.
+   */
+  static connect(
+    family: Family,
+    addr: Uint8Array,
+    port: number,
+    opts: { bindAddr?: Uint8Array; bindPort?: number } = {},
+  ): TcpSocket {
+    const fd = openSocket(family, SOCK_STREAM, 0);
+    try {
+      if (opts.bindAddr !== undefined || opts.bindPort) {
+        // Source address without a port: let connect() pick the port, so the 4-tuple (not
+        // the bare port) has to be unique and bind() does not eat the ephemeral range.
+        if (!opts.bindPort) setIntOpt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+        const r = bindTo(fd, family, opts.bindAddr ?? null, opts.bindPort ?? 0);
+        if (r < 0) throw new SyscallError("bind", -r, "tcp source");
+      }
+      const len = writeSockaddr(scratch, SA, family, addr, port);
+      const r = libc.connect(fd, P_SA, len);
+      const s = new TcpSocket(fd, family);
+      if (r !== 0) {
+        const e = errno();
+        if (e !== EINPROGRESS) s.pendingError = e;
+      }
+      return s;
+    } catch (e) {
+      closeFd(fd);
+      throw e;
+    }
+  }
+
+  /**
+   * Outcome of the connect: 0 when connected (call it on EPOLLOUT/EPOLLERR/EPOLLHUP; before
+   * that 0 only means "no error yet"), else the errno (ECONNREFUSED, ETIMEDOUT, ...).
+   * Reading SO_ERROR clears it, so the answer is given once.
+   */
+  connectResult(): number {
+    if (this.pendingError !== 0) return this.pendingError;
+    const v = getIntOpt(this.#fd, SOL_SOCKET, SO_ERROR);
+    return v < 0 ? -v : v;
+  }
+
+  /** send(MSG_NOSIGNAL|MSG_DONTWAIT): bytes accepted by the kernel, or -errno (-EAGAIN). */
+  send(buf: Uint8Array, off: number, len: number): number {
+    setIov(0, buf, off, len);
+    return sendIov(this.#fd, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+
+  /** recv: bytes read, 0 at EOF, or -errno (-EAGAIN, -ECONNRESET). */
+  recv(buf: Uint8Array, off: number, len: number): number {
+    setIov(0, buf, off, len);
+    const n = recvIov(this.#fd, MSG_DONTWAIT);
+    if (n > 0 && this.#peekMode === 2) this.#peekOff = Math.max(0, this.#peekOff - n);
+    return n;
+  }
+
+  /**
+   * Copies the next not-yet-peeked bytes without consuming them: successive calls return
+   * successive data (SO_PEEK_OFF), so data stays in the kernel until discard() once the
+   * guest has ACKed it. Returns bytes, 0 when everything queued has been peeked and the peer
+   * sent FIN, or -EAGAIN when nothing new is queued yet.
+   */
+  peek(buf: Uint8Array, off: number, len: number): number {
+    if (this.#peekMode !== 1) {
+      if (this.#peekMode === 0) this.#setupPeek();
+      if (this.#peekMode === 2) return this.#peekEmulated(buf, off, len);
+    }
+    setIov(0, buf, off, len);
+    return recvIov(this.#fd, MSG_PEEK | MSG_DONTWAIT);
+  }
+
+  /** Moves the peek offset to `n` bytes past the first unconsumed byte (0: rewind fully). */
+  setPeekOffset(n: number): void {
+    if (this.#peekMode === 0) this.#setupPeek();
+    if (this.#peekMode === 2) {
+      this.#peekOff = n;
+      return;
+    }
+    const r = setIntOpt(this.#fd, SOL_SOCKET, SO_PEEK_OFF, n);
+    if (r < 0) throw new SyscallError("setsockopt", -r, "SO_PEEK_OFF");
+  }
+
+  /** Current peek offset (bytes peeked and not consumed). */
+  peekOffset(): number {
+    if (this.#peekMode === 0) this.#setupPeek();
+    if (this.#peekMode === 2) return this.#peekOff;
+    s32[LEN >>> 2] = 4;
+    if (libc.getsockopt(this.#fd, SOL_SOCKET, SO_PEEK_OFF, P_INT, P_LEN) !== 0) {
+      throw new SyscallError("getsockopt", errno(), "SO_PEEK_OFF");
+    }
+    return s32[INT >>> 2] | 0;
+  }
+
+  /**
+   * Drops up to n bytes from the front of the receive queue without copying them
+   * (recv MSG_TRUNC); the peek offset moves back with them. Bytes dropped, or -errno.
+   */
+  discard(n: number): number {
+    if (TcpSocket.truncDiscard) {
+      setIovRaw(0, 0, n);
+      const r = recvIov(this.#fd, MSG_TRUNC | MSG_DONTWAIT);
+      if (r !== -EFAULT) {
+        if (r > 0 && this.#peekMode === 2) this.#peekOff = Math.max(0, this.#peekOff - r);
+        return r;
+      }
+      TcpSocket.truncDiscard = false; // a kernel that copies into NULL: copy out instead
+    }
+    let done = 0;
+    const sp = spillOf(65536);
+    while (done < n) {
+      const r = this.recv(sp, 0, Math.min(n - done, sp.length));
+      if (r <= 0) return done > 0 ? done : r;
+      done += r;
+    }
+    return done;
+  }
+
+  #setupPeek(): void {
+    if (TcpSocket.peekOffSupported !== false) {
+      const r = setIntOpt(this.#fd, SOL_SOCKET, SO_PEEK_OFF, 0);
+      if (r === 0) {
+        TcpSocket.peekOffSupported = true;
+        this.#peekMode = 1;
+        return;
+      }
+      TcpSocket.peekOffSupported = false;
+    }
+    this.#peekMode = 2;
+    this.#peekOff = 0;
+  }
+
+  // Without SO_PEEK_OFF (Linux < 6.9), peek from the start with the already-peeked part going
+  // into a spill buffer as iov[0], the new data into iov[1] (what passt does on such kernels).
+  #peekEmulated(buf: Uint8Array, off: number, len: number): number {
+    const skip = this.#peekOff;
+    if (skip > EMULATED_PEEK_MAX) return -ENOBUFS;
+    setIov(0, spillOf(skip), 0, skip);
+    setIov(1, buf, off, len);
+    const n = recvIov(this.#fd, MSG_PEEK | MSG_DONTWAIT, true);
+    if (n < 0) return n;
+    if (n > skip) {
+      this.#peekOff = n;
+      return n - skip;
+    }
+    if (n === 0 && skip === 0) return 0; // EOF with nothing queued
+    // Nothing beyond the offset: EOF if the peer's FIN is in, else nothing new yet.
+    const state = this.#tcpState();
+    return state > 0 && (FIN_RECEIVED & (1 << state)) !== 0 ? 0 : -EAGAIN;
+  }
+
+  #tcpState(): number {
+    s32[LEN >>> 2] = 1;
+    return libc.getsockopt(this.#fd, IPPROTO_TCP, TCP_INFO, P_INFO, P_LEN) === 0
+      ? scratch[INFO]
+      : -1;
+  }
+
+  /** shutdown(SHUT_WR): the peer reads EOF once the queued data is delivered. 0 or -errno. */
+  shutdownWrite(): number {
+    return libc.shutdown(this.#fd, SHUT_WR) === 0 ? 0 : -errno();
+  }
+
+  /** Closes with SO_LINGER {1, 0}: queued data is dropped and the peer gets a RST. */
+  abort(): void {
+    if (this.#fd < 0) return;
+    s32[INT >>> 2] = 1; // l_onoff
+    s32[(INT >>> 2) + 1] = 0; // l_linger
+    libc.setsockopt(this.#fd, SOL_SOCKET, SO_LINGER, P_INT, 8);
+    this.close();
+  }
+
+  /** close(2); idempotent. A FIN follows any queued data (unless unread data forces RST). */
+  close(): void {
+    if (this.#fd < 0) return;
+    closeFd(this.#fd);
+    this.#fd = -1;
+  }
+
+  /** Bytes in the send queue not yet ACKed by the peer (SIOCOUTQ), or -errno. */
+  outq(): number {
+    return ioctlInt(this.#fd, SIOCOUTQ);
+  }
+
+  /** Bytes in the send queue not yet sent at all (SIOCOUTQNSD), or -errno. */
+  unsentq(): number {
+    return ioctlInt(this.#fd, SIOCOUTQNSD);
+  }
+
+  /** Bytes in the receive queue, including peeked ones (SIOCINQ), or -errno. */
+  inq(): number {
+    return ioctlInt(this.#fd, SIOCINQ);
+  }
+
+  /**
+   * SO_SNDBUF, read once and cached (refresh: read again; the kernel autotunes it upwards
+   * while the connection runs unless it was set explicitly). The kernel counts overhead in
+   * it: roughly half is payload. -errno on failure.
+   */
+  sendBufSize(refresh = false): number {
+    if (this.#sndbuf <= 0 || refresh) this.#sndbuf = getIntOpt(this.#fd, SOL_SOCKET, SO_SNDBUF);
+    return this.#sndbuf;
+  }
+
+  /** Sets SO_SNDBUF (the kernel doubles it and stops autotuning); throws on failure. */
+  setSendBufSize(bytes: number): void {
+    mustSetOpt(this.#fd, SOL_SOCKET, SO_SNDBUF, bytes, "SO_SNDBUF");
+    this.#sndbuf = 0;
+  }
+
+  /** Sets SO_RCVBUF (the kernel doubles it and stops autotuning); throws on failure. */
+  setRecvBufSize(bytes: number): void {
+    mustSetOpt(this.#fd, SOL_SOCKET, SO_RCVBUF, bytes, "SO_RCVBUF");
+  }
+
+  /** TCP_NODELAY; throws on failure. */
+  setNoDelay(on: boolean): void {
+    mustSetOpt(this.#fd, IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0, "TCP_NODELAY");
+  }
+
+  /** SO_KEEPALIVE, with optional idle/interval seconds and probe count; throws on failure. */
+  setKeepalive(on: boolean, idleS?: number, intervalS?: number, count?: number): void {
+    mustSetOpt(this.#fd, SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0, "SO_KEEPALIVE");
+    if (!on) return;
+    if (idleS) mustSetOpt(this.#fd, IPPROTO_TCP, TCP_KEEPIDLE, idleS, "TCP_KEEPIDLE");
+    if (intervalS) mustSetOpt(this.#fd, IPPROTO_TCP, TCP_KEEPINTVL, intervalS, "TCP_KEEPINTVL");
+    if (count) mustSetOpt(this.#fd, IPPROTO_TCP, TCP_KEEPCNT, count, "TCP_KEEPCNT");
+  }
+
+  /** getsockname (allocates; for logs): null when it fails. */
+  localAddress(): SockAddr | null {
+    return sockName(this.#fd, false);
+  }
+
+  /** getpeername (allocates; for logs): null when not connected. */
+  remoteAddress(): SockAddr | null {
+    return sockName(this.#fd, true);
+  }
+
+  /**
+   * Reads TCP_INFO into `into` (default: one object per socket, reused): no allocation after
+   * the first call. null when getsockopt fails (closed socket).
+   */
+  tcpInfo(into?: TcpInfo): TcpInfo | null {
+    const t = into ?? (this.#info ??= new TcpInfo());
+    s32[LEN >>> 2] = INFO_LEN;
+    if (libc.getsockopt(this.#fd, IPPROTO_TCP, TCP_INFO, P_INFO, P_LEN) !== 0) return null;
+    fillTcpInfo(t, s32[LEN >>> 2]);
+    return t;
+  }
+}
+
+/** A non-blocking listening TCP socket. */
+export class TcpListener {
+  #fd: number;
+  readonly family: Family;
+  /** errno of the last accept() that returned null (EAGAIN: drained; others: transient). */
+  lastError = 0;
+
+  private constructor(fd: number, family: Family) {
+    this.#fd = fd;
+    this.family = family;
+  }
+
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /**
+   * socket + SO_REUSEADDR (unless reuseAddr: false) + IPV6_V6ONLY (v6, when v6only is given;
+   * otherwise the system default) + bind + listen. Port 0 picks a free port (localPort()).
+   * Throws SyscallError on any failure (EADDRINUSE, EACCES, ...).
+   */
+  static listen(
+    family: Family,
+    addr: Uint8Array,
+    port: number,
+    backlog = 128,
+    opts: { v6only?: boolean; reuseAddr?: boolean } = {},
+  ): TcpListener {
+    const fd = openSocket(family, SOCK_STREAM, 0);
+    try {
+      if (opts.reuseAddr !== false) mustSetOpt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+      if (family === 6 && opts.v6only !== undefined) {
+        mustSetOpt(fd, IPPROTO_IPV6, IPV6_V6ONLY, opts.v6only ? 1 : 0, "IPV6_V6ONLY");
+      }
+      const r = bindTo(fd, family, addr, port);
+      if (r < 0) throw new SyscallError("bind", -r, `tcp port ${port}`);
+      if (libc.listen(fd, backlog) !== 0) throw new SyscallError("listen", errno());
+      return new TcpListener(fd, family);
+    } catch (e) {
+      closeFd(fd);
+      throw e;
+    }
+  }
+
+  /**
+   * accept4(NONBLOCK|CLOEXEC): the new connection, or null with `lastError` set (EAGAIN when
+   * the queue is drained; ECONNABORTED, EMFILE, ENOBUFS, ... otherwise; never thrown).
+   */
+  accept(): TcpSocket | null {
+    const fd = libc.accept4(this.#fd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      this.lastError = errno();
+      return null;
+    }
+    return new TcpSocket(fd, this.family);
+  }
+
+  /** The bound port, or -errno. */
+  localPort(): number {
+    return localPortOf(this.#fd);
+  }
+
+  /** getsockname (allocates). */
+  localAddress(): SockAddr | null {
+    return sockName(this.#fd, false);
+  }
+
+  /** close(2); idempotent. */
+  close(): void {
+    if (this.#fd < 0) return;
+    closeFd(this.#fd);
+    this.#fd = -1;
+  }
+}

@@ -1,0 +1,47 @@
+// Counters of what the stack dropped or did, by reason. Plain numeric fields (cheap to bump on
+// the hot path); `snapshot()` lists the non-zero ones for logs and tests.
+
+export class Counters {
+  framesIn = 0;
+  framesOut = 0;
+  /** Shorter than an Ethernet header, or a vnet header that makes no sense. */
+  dropMalformedLink = 0;
+  /** Ethernet frames not for us (another unicast MAC) or of an ethertype we do not speak. */
+  dropNotForUs = 0;
+  dropUnknownEthertype = 0;
+  dropMalformedArp = 0;
+  dropMalformedIp = 0;
+  dropBadIpChecksum = 0;
+  dropMalformedL4 = 0;
+  dropBadL4Checksum = 0;
+  /** IP fragments (reassembly is not done yet). */
+  dropFragment = 0;
+  /** Protocols or destinations nothing handles. */
+  dropUnhandled = 0;
+  /** Flows the policy refused. */
+  dropPolicy = 0;
+  /** A frame that hit a bug in slirpd (caught; see the log line). */
+  dropInternalError = 0;
+  /** Frames the tap would not take (queue full). */
+  txDrops = 0;
+  arpReplies = 0;
+  ndpAdverts = 0;
+  echoReplies = 0;
+
+  snapshot(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(this)) {
+      if (typeof v === "number" && v !== 0) out[k] = v;
+    }
+    return out;
+  }
+
+  /** Total of every drop counter. */
+  drops(): number {
+    let n = 0;
+    for (const [k, v] of Object.entries(this)) {
+      if (k.startsWith("drop") && typeof v === "number") n += v;
+    }
+    return n;
+  }
+}

@@ -1,0 +1,178 @@
+// One TCP connection between the guest and a host socket: the RFC 9293 transmission control
+// block, seen from slirpd, which plays the remote peer. "Send" is host → guest (data peeked
+// from the host socket), "receive" is guest → host (data sent into the host socket).
+//
+// A connection holds no payload buffer of its own: unacknowledged host data stays in the
+// host socket's receive queue (peeked, discarded once the guest ACKs it), and guest data goes
+// straight into the host socket's send queue. The only exception is the bounded RecvStore
+// (out-of-order guest segments, short host writes), which borrows from a shared pool.
+
+import { Timer } from "../timers.ts";
+import { RecvStore, type StorePool } from "./store.ts";
+import type { Keyed } from "./table.ts";
+import type { TcpSocket } from "../../ffi/socket.ts";
+
+// States (RFC 9293 §3.3.2), plus CONNECTING: the guest's SYN is in, the host connect() is in
+// progress and the guest has not been answered yet (it gets SYN-ACK or RST when it ends).
+export const CLOSED = 0;
+export const CONNECTING = 1;
+export const SYN_SENT = 2;
+export const SYN_RCVD = 3;
+export const ESTABLISHED = 4;
+export const FIN_WAIT_1 = 5;
+export const FIN_WAIT_2 = 6;
+export const CLOSE_WAIT = 7;
+export const CLOSING = 8;
+export const LAST_ACK = 9;
+export const TIME_WAIT = 10;
+
+export const STATE_NAMES = [
+  "CLOSED",
+  "CONNECTING",
+  "SYN-SENT",
+  "SYN-RECEIVED",
+  "ESTABLISHED",
+  "FIN-WAIT-1",
+  "FIN-WAIT-2",
+  "CLOSE-WAIT",
+  "CLOSING",
+  "LAST-ACK",
+  "TIME-WAIT",
+] as const;
+
+/** States in which the guest may still send data (its FIN not yet received). */
+export function guestMaySend(s: number): boolean {
+  return s === ESTABLISHED || s === FIN_WAIT_1 || s === FIN_WAIT_2 || s === SYN_RCVD;
+}
+
+/** States in which new host data may go to the guest (our FIN not yet sent). */
+export function weMaySend(s: number): boolean {
+  return s === ESTABLISHED || s === CLOSE_WAIT;
+}
+
+export class Conn implements Keyed {
+  // --- identity (Keyed) ---
+  hash = 0;
+  hnext: Keyed | null = null;
+  state = CLOSED;
+
+  // --- host side ---
+  sock: TcpSocket | null = null;
+  /** epoll events registered for sock; -1: not registered (never, or detached). */
+  events = -1;
+  /** The poller callback, made once per connection. */
+  onEvents: (ev: number) => void = () => {};
+  /** "HOSTLOCAL:PORT-HOSTREMOTE:PORT" for the log lines (set when the connect succeeds). */
+  hostLabel = "";
+  /** Bytes written to the host (from the guest) and peeked for the guest (from the host). */
+  bytesFromGuest = 0;
+  bytesFromHost = 0;
+
+  // --- receive: guest → host ---
+  irs = 0;
+  /** Sequence number of the next guest byte not yet written to the host (the store's base). */
+  hostSeq = 0;
+  /** Next sequence number expected from the guest (= hostSeq + store.prefix (+1 after FIN)). */
+  rcvNxt = 0;
+  /** Right edge of the window last advertised (rcvNxt + window): never moved left. */
+  rcvAdv = 0;
+  /** Our window shift (RFC 7323), 0 when the guest did not offer scaling. */
+  rcvWscale = 0;
+  /** ACK number in the last segment we sent (RFC 7323 TS.Recent rule). */
+  lastAckSent = 0;
+  /** The guest's FIN has been received (in order). */
+  finRcvd = false;
+  /** shutdown(SHUT_WR) done on the host socket (guest FIN carried over). */
+  hostWriteShut = false;
+  /** An ACK is owed to the guest (sent by the next flush, or piggybacked). */
+  ackPending = false;
+  /** Link in the stack's flush list (only while ackPending). */
+  ackNext: Conn | null = null;
+  /** The last window we advertised was limited by host socket space: watch EPOLLOUT. */
+  wantWindowUpdate = false;
+  readonly store: RecvStore;
+
+  // --- send: host → guest ---
+  iss = 0;
+  sndUna = 0;
+  sndNxt = 0;
+  /** Highest sequence number sent + 1 (sndNxt moves back below it after an RTO). */
+  sndMax = 0;
+  /** The guest's window, in bytes (already scaled). */
+  sndWnd = 0;
+  sndWl1 = 0;
+  sndWl2 = 0;
+  /** The guest's window shift; 0 when no scaling was negotiated. */
+  sndWscale = 0;
+  /** Largest payload per segment we send to the guest (its MSS option, bounded by our MTU). */
+  mss = 536;
+  /** The host socket reached EOF (its peer sent FIN). */
+  hostEof = false;
+  /** Our FIN has been sent at least once; its sequence number is finSeq. */
+  finSent = false;
+  finSeq = 0;
+
+  // --- options (RFC 7323, RFC 2018) ---
+  tsOk = false;
+  sackOk = false;
+  tsRecent = 0;
+  /** Guest's SACK blocks for data above sndUna (left/right pairs), the scoreboard. */
+  readonly sacked = new Uint32Array(8);
+  nSacked = 0;
+
+  // --- RTT / RTO (RFC 6298) ---
+  srtt = 0; // ms; 0 = no sample yet
+  rttvar = 0;
+  rto = 1000;
+  /** Consecutive timeouts (exponential backoff exponent). */
+  backoff = 0;
+  /** Timed segment without timestamps (Karn): its end seq, and when it was sent; -1 none. */
+  rttSeq = 0;
+  rttTime = -1;
+  /** Persist (zero-window probe) mode for the retransmission timer. */
+  persist = false;
+
+  // --- congestion control (RFC 5681, RFC 6582) ---
+  cwnd = 0;
+  ssthresh = 0x7fffffff;
+  dupAcks = 0;
+  inRecovery = false;
+  recover = 0;
+  /** In recovery: next sequence number that may be retransmitted (holes below are done). */
+  rexmitNxt = 0;
+
+  // --- timers ---
+  /** Retransmission, SYN-ACK retransmission, persist. */
+  readonly rtx: Timer;
+  /** Connect timeout, keepalive, TIME-WAIT. */
+  readonly life: Timer;
+  /** Time of the last segment from the guest (keepalive idleness). */
+  lastHeard = 0;
+  kaProbes = 0;
+  /** Link in the TIME-WAIT FIFO (oldest first). */
+  twNext: Conn | null = null;
+  twPrev: Conn | null = null;
+  /** The first SYN's options, kept while CONNECTING so the SYN-ACK can answer them. */
+  synMss = 0;
+  synWscale = -1;
+
+  constructor(
+    readonly family: 4 | 6,
+    readonly guestAddr: Uint8Array,
+    readonly guestPort: number,
+    readonly remoteAddr: Uint8Array,
+    readonly remotePort: number,
+    pool: StorePool,
+    onRtx: (c: Conn) => void,
+    onLife: (c: Conn) => void,
+  ) {
+    this.store = new RecvStore(pool);
+    this.rtx = new Timer(() => onRtx(this));
+    this.life = new Timer(() => onLife(this));
+  }
+
+  /** Bytes sent to the guest and not yet acknowledged (our FIN counts as one). */
+  get inFlight(): number {
+    return (this.sndNxt - this.sndUna) | 0;
+  }
+}
