@@ -1,32 +1,32 @@
 // The daemon: attach to the guest's tap, build the stack, run the event loop until a signal.
 //
 // Order matters:
-//  1. rootless: if the guest netns belongs to a user namespace we are not in, re-exec into it
-//     (a multithreaded process can never setns into a user namespace; execv keeps our PID).
-//  2. a short synchronous window inside the guest netns: open (or create) the tap, and with
-//     --configure set the guest up. Everything else is created afterwards, in the host netns.
+//  1. get the two descriptors that must be created inside the guest netns: /dev/net/tun and a
+//     NETLINK_ROUTE socket (ffi/userns.ts: a short setns window as root, or, rootless, from a
+//     helper in the netns's owner user namespace via pidfd_getfd). Open or create the tap on
+//     them, and with --configure set the guest up. Everything else lives in the host netns.
 //  3. readiness (`[+] #PID Slirpnetstack started` on stderr, `--ready-fd`), then the loop.
 //  4. SIGINT/SIGTERM stop the loop; sockets and the tap are closed; exit 0.
 
 import type { Config } from "./config.ts";
-import { withNetns } from "./ffi/netns.ts";
 import { openTap, type Tap } from "./ffi/tap.ts";
 import { configureGuest } from "./ffi/netlink.ts";
 import { EPOLLIN, Poller } from "./ffi/poller.ts";
-import { maybeReexecIntoOwnerUserns } from "./ffi/userns.ts";
+import { openGuestNetns } from "./ffi/userns.ts";
 import { writeAndClose } from "./ffi/fd.ts";
 import { defaultNetPlan, type NetPlan } from "./stack/netplan.ts";
 import { Stack } from "./stack/stack.ts";
 import { makePolicy } from "./firewall/policy.ts";
 
-function attach(cfg: Config, plan: NetPlan): Tap {
-  return withNetns(cfg.netns, () => {
+async function attach(cfg: Config, plan: NetPlan): Promise<Tap> {
+  const ns = await openGuestNetns(cfg.netns);
+  try {
     const tap = openTap({
       name: cfg.ifname,
       create: cfg.createTap,
       vnetHdr: cfg.vnetHdr,
       offload: cfg.vnetHdr,
-    });
+    }, ns);
     if (!cfg.configure) return tap;
     try {
       configureGuest({
@@ -37,19 +37,20 @@ function attach(cfg: Config, plan: NetPlan): Tap {
           { addr: plan.guest6, prefixLen: plan.prefixLen6 },
         ],
         gateways: [plan.gateway4, plan.gateway6],
-      });
+      }, ns);
     } catch (e) {
       tap.close();
       throw e;
     }
     return tap;
-  });
+  } finally {
+    ns.close();
+  }
 }
 
 export async function runDaemon(cfg: Config): Promise<number> {
-  maybeReexecIntoOwnerUserns(cfg.netns);
   const plan = defaultNetPlan();
-  const tap = attach(cfg, plan);
+  const tap = await attach(cfg, plan);
   const poller = new Poller();
   const log = cfg.quiet ? () => {} : (line: string) => console.log(line);
   const stack = new Stack({
@@ -73,8 +74,9 @@ export async function runDaemon(cfg: Config): Promise<number> {
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
 
-  console.error(`[+] #${Deno.pid} Slirpnetstack started`);
+  // The fd first: whoever waits for either signal may act at once.
   if (cfg.readyFd !== null) writeAndClose(cfg.readyFd, "1", "--ready-fd");
+  console.error(`[+] #${Deno.pid} Slirpnetstack started`);
 
   try {
     await poller.run(() => stack.tick());
@@ -87,7 +89,9 @@ export async function runDaemon(cfg: Config): Promise<number> {
     poller.close();
   }
   if (!cfg.quiet) {
-    console.error(`[-] #${Deno.pid} Slirpnetstack stopped: ${JSON.stringify(stack.counters.snapshot())}`);
+    console.error(
+      `[-] #${Deno.pid} Slirpnetstack stopped: ${JSON.stringify(stack.counters.snapshot())}`,
+    );
   }
   return 0;
 }

@@ -2,7 +2,14 @@
 // has: the guest. The guest's MAC is learned from the source of its frames (the only sender on
 // a tap), so no neighbour resolution is needed to answer it.
 
-import { emitEthernet, ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthernetView } from "./wire/ethernet.ts";
+import {
+  emitEthernet,
+  ETH_HLEN,
+  ETH_P_ARP,
+  ETH_P_IP,
+  ETH_P_IPV6,
+  EthernetView,
+} from "./wire/ethernet.ts";
 import { ARP_LEN, ARP_REPLY, ARP_REQUEST, ArpView, emitArp } from "./wire/arp.ts";
 import { bytesEqual } from "./wire/bytes.ts";
 import type { Counters } from "./counters.ts";

@@ -19,9 +19,11 @@ export interface NetPlan {
   mac: Uint8Array;
 }
 
+/** prefix + host number (host < 65536): 10.0.2.0 + 2, or fd00:: + 0x100 = fd00::100. */
 function withHost(prefix: Uint8Array, host: number): Uint8Array {
   const a = new Uint8Array(prefix);
-  a[a.length - 1] = host;
+  a[a.length - 1] |= host & 0xff;
+  a[a.length - 2] |= host >> 8;
   return a;
 }
 
@@ -43,7 +45,7 @@ export function defaultNetPlan(): NetPlan {
     prefixLen6: 64,
     gateway6: withHost(prefix6, 2),
     dns6: withHost(prefix6, 3),
-    guest6: withHost(prefix6, 100),
+    guest6: withHost(prefix6, 0x100),
     linkLocal6,
     mac,
   };

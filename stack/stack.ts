@@ -7,8 +7,15 @@ import { Ip } from "./ip.ts";
 import { Link } from "./link.ts";
 import type { NetPlan } from "./netplan.ts";
 import { type FrameSink, Tx } from "./tx.ts";
-import { VirtioNetHeader, VNET_DATA_VALID, VNET_GSO_NONE, VNET_NEEDS_CSUM } from "./wire/vnet.ts";
+import {
+  VIRTIO_NET_HDR_F_DATA_VALID as VNET_DATA_VALID,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM as VNET_NEEDS_CSUM,
+  VIRTIO_NET_HDR_GSO_NONE as VNET_GSO_NONE,
+  VnetView,
+} from "./wire/vnet.ts";
 import type { Poller } from "../ffi/poller.ts";
+import { TimerWheel } from "./timers.ts";
+import { TcpStack } from "./tcp/stack.ts";
 
 /** The tap as the stack sees it: frames in and out. */
 export interface FrameIo extends FrameSink {
@@ -38,11 +45,13 @@ export class Stack {
   readonly counters = new Counters();
   readonly tx: Tx;
   readonly #rx = new Uint8Array(RX_BUFFER_SIZE);
-  readonly #vnet = new VirtioNetHeader();
+  readonly #vnet = new VnetView();
   readonly #vnetLen: number;
   readonly #link: Link;
   readonly #ip: Ip;
   readonly #tap: FrameIo;
+  readonly wheel = new TimerWheel(performance.now());
+  readonly tcp: TcpStack;
 
   constructor(readonly opts: StackOptions) {
     this.#tap = opts.tap;
@@ -50,7 +59,15 @@ export class Stack {
     this.tx = new Tx(opts.tap, opts.plan.mac, opts.mtu, this.counters);
     const icmp4 = new Icmp4(opts.plan, this.tx, this.counters);
     const icmp6 = new Icmp6(opts.plan, this.tx, this.counters);
-    this.#ip = new Ip(this.counters, { icmp4, icmp6 });
+    this.tcp = new TcpStack(this.tx, opts.poller, this.wheel, {
+      policy: opts.policy,
+      quiet: opts.quiet,
+      log: opts.log,
+      connectTimeoutMs: opts.connectTimeoutMs,
+      mtu: opts.mtu,
+      now: () => performance.now(),
+    });
+    this.#ip = new Ip(this.counters, { icmp4, icmp6, tcp: this.tcp });
     this.#link = new Link(opts.plan, this.tx, this.counters, this.#ip);
   }
 
@@ -59,9 +76,10 @@ export class Stack {
     const rx = this.#rx;
     for (let i = 0; i < DRAIN_BUDGET; i++) {
       const n = this.#tap.read(rx);
-      if (n <= 0) return;
+      if (n <= 0) break;
       this.input(rx, n);
     }
+    this.tcp.flush(); // the ACKs deferred during the batch
   }
 
   /** One frame as read from the tap (with the virtio-net header when the tap has one). */
@@ -94,8 +112,13 @@ export class Stack {
 
   /** Runs due timers; returns ms until the next one is due (-1: none). */
   tick(): number {
-    return -1;
+    const now = performance.now();
+    this.wheel.advance(now);
+    this.tcp.flush();
+    return this.wheel.nextTimeout(now);
   }
 
-  close(): void {}
+  close(): void {
+    this.tcp.close();
+  }
 }

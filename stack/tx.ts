@@ -10,7 +10,13 @@
 
 import { finish, fold, pseudoSum2, sum } from "./wire/checksum.ts";
 import { setU16, setU32 } from "./wire/bytes.ts";
-import { emitVnet, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_NEEDS_CSUM } from "./wire/vnet.ts";
+import {
+  emitVnet,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM as VNET_NEEDS_CSUM,
+  VIRTIO_NET_HDR_GSO_NONE as VNET_GSO_NONE,
+  VIRTIO_NET_HDR_GSO_TCPV4 as VNET_GSO_TCPV4,
+  VIRTIO_NET_HDR_GSO_TCPV6 as VNET_GSO_TCPV6,
+} from "./wire/vnet.ts";
 import type { Counters } from "./counters.ts";
 
 /** Where frames go: the tap (or a test's capture). */

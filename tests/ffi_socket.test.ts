@@ -3,14 +3,7 @@
 // Every wait is a bounded poll(2).
 
 import { deepStrictEqual, ok } from "node:assert/strict";
-import {
-  EACCES,
-  EAGAIN,
-  ECONNREFUSED,
-  ECONNRESET,
-  EINPROGRESS,
-  ENETUNREACH,
-} from "../ffi/errno.ts";
+import { EACCES, EAGAIN, ECONNREFUSED, ECONNRESET, ENETUNREACH } from "../ffi/errno.ts";
 import {
   formatAddr,
   parseAddr,
@@ -181,12 +174,17 @@ Deno.test("tcp: connect to a closed port → ECONNREFUSED via connectResult", ()
 
 Deno.test("tcp: immediate connect errors are returned, not thrown (netns without routes)", async () => {
   await using ns = await makeNetns("sockrt");
-  const c = inNetns(ns.path, () => TcpSocket.connect(4, parseAddr("192.0.2.1")!, 80));
+  const [c, c6] = inNetns(ns.path, () => [
+    TcpSocket.connect(4, parseAddr("192.0.2.1")!, 80),
+    TcpSocket.connect(6, parseAddr("2001:db8::1")!, 80),
+  ]);
   try {
     assertEquals(c.pendingError, ENETUNREACH);
     assertEquals(c.connectResult(), ENETUNREACH);
+    assertEquals(c6.pendingError, ENETUNREACH);
   } finally {
     c.close();
+    c6.close();
   }
   c.close(); // idempotent
   assertEquals(c.fd, -1);
@@ -204,8 +202,13 @@ Deno.test("tcp: bind a source address (127.0.0.2) and a source port", () => {
   const tmp = TcpListener.listen(4, LO4B, 0);
   const port = tmp.localPort();
   tmp.close();
-  using p = tcpPair(4, { bindAddr: LO4B, bindPort: port });
-  assertEquals(p.s.remoteAddress()!.port, port);
+  {
+    using p = tcpPair(4, { bindAddr: LO4B, bindPort: port });
+    assertEquals(p.s.remoteAddress()!.port, port);
+  }
+  using p6 = tcpPair(6, { bindAddr: LO6 });
+  assertEquals(p6.s.remoteAddress()!.addr, LO6);
+  assertEquals(p6.s.remoteAddress()!.port, p6.c.localAddress()!.port);
 });
 
 for (const emulated of [false, true]) {
@@ -561,13 +564,20 @@ Deno.test("hot path: send/recv/peek/discard/sendTo/recvFrom/tcpInfo do not alloc
       }
       return k;
     };
-    round(false); round(false); round(true); // warm up: let TurboFan optimize
-    const h0 = Deno.memoryUsage().heapUsed;
-    const k = round(false) + round(false);
+    round(false); round(false); round(true); // warm up: let the JIT optimize
+    // JIT tiering still allocates a little (feedback, code) during the first rounds; a
+    // per-call allocation would instead show up in every round as >= 20000 objects.
+    const hot = [];
+    let k = 0;
+    for (let j = 0; j < 8; j++) {
+      const h0 = Deno.memoryUsage().heapUsed;
+      k += round(false);
+      hot.push(Deno.memoryUsage().heapUsed - h0);
+    }
     const h1 = Deno.memoryUsage().heapUsed;
     round(true);
-    const h2 = Deno.memoryUsage().heapUsed;
-    console.log(JSON.stringify({ k, hot: h1 - h0, control: h2 - h1 }));
+    const control = Deno.memoryUsage().heapUsed - h1;
+    console.log(JSON.stringify({ k, hot, control }));
   `;
   const file = await Deno.makeTempFile({ suffix: ".ts" });
   try {
@@ -582,12 +592,13 @@ Deno.test("hot path: send/recv/peek/discard/sendTo/recvFrom/tcpInfo do not alloc
     assertEquals(r.code, 0, r.stderr);
     const m = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as {
       k: number;
-      hot: number;
+      hot: number[];
       control: number;
     };
-    assertGreater(m.k, 2 * 20000 * 5, `most calls moved data: ${r.stdout}`);
+    assertGreater(m.k, 8 * 20000 * 5, `most calls moved data: ${r.stdout}`);
     assertGreater(m.control, 20000 * 16, `the control loop's allocations show: ${r.stdout}`);
-    assert(m.hot >= 0 && m.hot < 16384, `hot loops allocated ${m.hot} bytes (${r.stdout})`);
+    assert(Math.min(...m.hot) < 4096, `steady-state rounds allocate nothing: ${r.stdout}`);
+    assert(Math.max(...m.hot) < 20000 * 8, `no round allocates per call: ${r.stdout}`);
   } finally {
     await Deno.remove(file);
   }

@@ -10,7 +10,7 @@
 import { Timer } from "../timers.ts";
 import { RecvStore, type StorePool } from "./store.ts";
 import type { Keyed } from "./table.ts";
-import type { TcpSocket } from "../../ffi/socket.ts";
+import type { HostSocket } from "./stack.ts";
 
 // States (RFC 9293 §3.3.2), plus CONNECTING: the guest's SYN is in, the host connect() is in
 // progress and the guest has not been answered yet (it gets SYN-ACK or RST when it ends).
@@ -57,7 +57,7 @@ export class Conn implements Keyed {
   state = CLOSED;
 
   // --- host side ---
-  sock: TcpSocket | null = null;
+  sock: HostSocket | null = null;
   /** epoll events registered for sock; -1: not registered (never, or detached). */
   events = -1;
   /** The poller callback, made once per connection. */
@@ -67,6 +67,12 @@ export class Conn implements Keyed {
   /** Bytes written to the host (from the guest) and peeked for the guest (from the host). */
   bytesFromGuest = 0;
   bytesFromHost = 0;
+  /** Log state: "conn new" printed, "conn done" printed, why it ended (for the log). */
+  loggedNew = false;
+  loggedDone = false;
+  doneNote = "";
+  /** finish() ran: the connection is gone from the table and must not be touched. */
+  finished = false;
 
   // --- receive: guest → host ---
   irs = 0;
@@ -90,6 +96,8 @@ export class Conn implements Keyed {
   ackNext: Conn | null = null;
   /** The last window we advertised was limited by host socket space: watch EPOLLOUT. */
   wantWindowUpdate = false;
+  /** receiveWindow's answer, reused for the segments of one push; -1: compute again. */
+  wndCache = -1;
   readonly store: RecvStore;
 
   // --- send: host → guest ---

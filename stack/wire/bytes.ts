@@ -54,7 +54,7 @@ export function copyBytes(
   srcOff: number,
   n: number,
 ): void {
-  if (dst.buffer === src.buffer && dstOff > srcOff) {
+  if (dst.buffer === src.buffer && dst.byteOffset + dstOff > src.byteOffset + srcOff) {
     // Same buffer, destination after source: copy backwards like memmove.
     for (let i = n - 1; i >= 0; i--) dst[dstOff + i] = src[srcOff + i];
     return;
@@ -82,8 +82,9 @@ export function formatMac(b: Uint8Array, o = 0): string {
 
 /** Parses "02:00:00:00:00:0a" (also with '-'); null when malformed. */
 export function parseMac(s: string): Uint8Array | null {
-  const m = /^([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})$/i
-    .exec(s);
+  const m =
+    /^([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})[:-]([0-9a-f]{2})$/i
+      .exec(s);
   if (!m) return null;
   const out = new Uint8Array(6);
   for (let i = 0; i < 6; i++) out[i] = parseInt(m[i + 1], 16);

@@ -20,11 +20,11 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 // Two-entry cache ArrayBuffer -> Uint32Array over its whole 4-byte-aligned part.
 let bufA: ArrayBufferLike | null = null;
-let u32A = new Uint32Array(0);
+let u32A: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
 let bufB: ArrayBufferLike | null = null;
-let u32B = new Uint32Array(0);
+let u32B: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
 
-function words(buf: ArrayBufferLike): Uint32Array {
+function words(buf: ArrayBufferLike): Uint32Array<ArrayBufferLike> {
   if (buf === bufA && u32A.length === buf.byteLength >>> 2) return u32A;
   if (buf === bufB && u32B.length === buf.byteLength >>> 2) {
     // Move to the front so the two most recently used buffers stay cached.

@@ -114,9 +114,11 @@ export function emitIcmpv4EchoReply(
 
 /**
  * Writes an ICMP error quoting the offending datagram `orig[origOff, origOff+origLen)`: its
- * IP header plus the first 8 bytes of its payload (RFC 792; enough for the sender to find
- * the socket by ports). `rest` is the second 32-bit word (MTU for ICMP_FRAG_NEEDED, RFC 1191
- * §4). Returns the message length, 0 if `orig` holds no valid IPv4 header.
+ * IP header plus the first `maxData` bytes of its payload (RFC 792 asks for 8, enough for
+ * the sender to find the socket by ports; RFC 1812 §4.3.2.3 allows up to a 576-byte error,
+ * which is what Linux sends: maxData 576 - 20 - 8 - header length). `rest` is the second
+ * 32-bit word (MTU for ICMP_FRAG_NEEDED, RFC 1191 §4). Returns the message length, 0 if
+ * `orig` holds no valid IPv4 header.
  */
 export function emitIcmpv4Error(
   b: Uint8Array,
@@ -127,11 +129,12 @@ export function emitIcmpv4Error(
   orig: Uint8Array,
   origOff: number,
   origLen: number,
+  maxData = 8,
 ): number {
   if (origLen < 20 || orig[origOff] >> 4 !== 4) return 0;
   const hl = (orig[origOff] & 15) << 2;
   if (hl < 20 || hl > origLen) return 0;
-  const quote = Math.min(origLen, hl + 8);
+  const quote = Math.min(origLen, hl + maxData);
   b[o] = type;
   b[o + 1] = code;
   setU16(b, o + 4, rest >>> 16);
@@ -150,6 +153,17 @@ export function emitIcmpv4Unreachable(
   origOff: number,
   origLen: number,
   mtu = 0,
+  maxData = 8,
 ): number {
-  return emitIcmpv4Error(b, o, ICMP_DEST_UNREACH, code, mtu & 0xffff, orig, origOff, origLen);
+  return emitIcmpv4Error(
+    b,
+    o,
+    ICMP_DEST_UNREACH,
+    code,
+    mtu & 0xffff,
+    orig,
+    origOff,
+    origLen,
+    maxData,
+  );
 }

@@ -1,0 +1,192 @@
+// One measurement each: an iperf3 run, a probe run (TCP_RR / TCP_CRR / check), a VmHWM read.
+// Every function returns a Sample (a number, or the reason it failed); none throws for a
+// failure of the thing measured, so a broken tool turns into "fail" cells, not a crash.
+
+import { Background, type Netns, run } from "../../tests/harness.ts";
+
+export const HOST4 = "192.0.2.1";
+export const IPERF_PORT = 5201;
+export const ECHO_PORT = 5301;
+export const PROBE_TS = new URL("./probe.ts", import.meta.url).pathname;
+const ENV = { DENO_NO_UPDATE_CHECK: "1" };
+
+export type Sample = { ok: true; value: number } | { ok: false; reason: string };
+
+export const fail = (reason: string): Sample => ({ ok: false, reason });
+const okv = (value: number): Sample => ({ ok: true, value });
+
+function oneLine(s: string, max = 240): string {
+  const t = s.replace(/\s+/g, " ").trim();
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+}
+
+// ---------------------------------------------------------------------------------- iperf3
+
+export interface IperfResult {
+  gbps: Sample;
+  retransmits: Sample;
+}
+
+interface IperfJson {
+  error?: string;
+  end?: {
+    sum_sent?: { bits_per_second?: number; retransmits?: number };
+    sum_received?: { bits_per_second?: number };
+  };
+}
+
+/** Polls until something listens on `port` in `ns` (bounded). */
+async function listening(ns: Netns, port: number, server: Background, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  for (let i = 0; i < 500 && Date.now() < deadline; i++) {
+    const r = await ns.exec(["ss", "-Hltn", `sport = :${port}`]);
+    if (r.stdout.includes(`:${port}`)) return;
+    const exited = await Promise.race([
+      server.done.then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), 50)),
+    ]);
+    if (exited) throw new Error(`server exited: ${oneLine(server.stdout + server.stderr)}`);
+  }
+  throw new Error(`nothing listening on :${port} after ${ms} ms`);
+}
+
+/**
+ * One bounded iperf3 run from the guest to the server on HOST4 in the host namespace.
+ * A fresh one-off server (`-s -1`) per run: a client that died mid-test cannot leave a busy
+ * server behind for the next run. Gbit/s is what the receiver got; retransmits are the
+ * sender's (the guest kernel for guest→host, the host-side iperf3 for -R).
+ */
+export async function iperf(
+  host: Netns,
+  guest: Netns,
+  seconds: number,
+  reverse: boolean,
+): Promise<IperfResult> {
+  const failed = (reason: string): IperfResult => ({
+    gbps: fail(reason),
+    retransmits: fail(reason),
+  });
+  await using server = new Background([
+    ...host.prefix(),
+    "iperf3",
+    "-s",
+    "-1",
+    "-B",
+    HOST4,
+    "-p",
+    String(IPERF_PORT),
+  ]);
+  try {
+    await listening(host, IPERF_PORT, server);
+  } catch (e) {
+    return failed(`iperf3 server: ${e instanceof Error ? e.message : e}`);
+  }
+  const args = [
+    "iperf3",
+    "-c",
+    HOST4,
+    "-p",
+    String(IPERF_PORT),
+    "-t",
+    String(seconds),
+    "-J",
+    "--connect-timeout",
+    "5000",
+    ...(reverse ? ["-R"] : []),
+  ];
+  const r = await run([...guest.prefix(), ...args], { timeoutMs: (seconds + 20) * 1000 });
+  let j: IperfJson = {};
+  try {
+    j = JSON.parse(r.stdout) as IperfJson;
+  } catch { /* not JSON: killed by the timeout, or crashed */ }
+  if (j.error) return failed(`iperf3: ${oneLine(j.error)}`);
+  const bps = j.end?.sum_received?.bits_per_second;
+  if (r.code !== 0 || bps === undefined) {
+    return failed(`iperf3 exit ${r.code}: ${oneLine(r.stderr || r.stdout) || "timed out"}`);
+  }
+  const retr = j.end?.sum_sent?.retransmits;
+  return {
+    gbps: okv(Math.round(bps / 1e7) / 100),
+    retransmits: retr === undefined ? fail("iperf3 reported no retransmit count") : okv(retr),
+  };
+}
+
+// ---------------------------------------------------------------------------------- probes
+
+/** The echo server the probes talk to, in the host namespace. */
+export async function startEcho(host: Netns): Promise<Background> {
+  const b = new Background(
+    [...host.prefix(), Deno.execPath(), "run", "-A", PROBE_TS, "server", HOST4, String(ECHO_PORT)],
+    ENV,
+  );
+  try {
+    await b.waitFor((x) => x.stdout.includes("listening"), 30_000, "echo server");
+  } catch (e) {
+    await b.stop("SIGKILL");
+    throw e;
+  }
+  return b;
+}
+
+type ProbeJson = Record<string, number | string | boolean>;
+
+async function probe(guest: Netns, args: string[], timeoutMs: number): Promise<ProbeJson> {
+  const r = await run(
+    [...guest.prefix(), Deno.execPath(), "run", "-A", PROBE_TS, args[0], HOST4, String(ECHO_PORT)]
+      .concat(args.slice(1)),
+    { timeoutMs, env: ENV },
+  );
+  const line = r.stdout.trim().split("\n").pop() ?? "";
+  try {
+    return JSON.parse(line) as ProbeJson;
+  } catch {
+    return {
+      ok: false,
+      error: `probe ${args[0]} exit ${r.code}: ${oneLine(r.stderr || r.stdout) || "timed out"}`,
+    };
+  }
+}
+
+/** One connect + 1-byte echo: does TCP from the guest to the host work at all? */
+export async function checkTcp(guest: Netns): Promise<string | null> {
+  const j = await probe(guest, ["check", "5000"], 30_000);
+  return j.ok ? null : `guest→${HOST4}:${ECHO_PORT} TCP: ${oneLine(String(j.error))}`;
+}
+
+export interface RrResult {
+  p50: Sample;
+  p99: Sample;
+}
+
+/** TCP_RR: n 1-byte round trips on one connection, at most maxMs. */
+export async function rr(guest: Netns, n: number, maxMs: number): Promise<RrResult> {
+  const j = await probe(guest, ["rr", String(n), String(maxMs)], maxMs + 30_000);
+  if (!j.ok) {
+    const reason = `rr: ${oneLine(String(j.error))}`;
+    return { p50: fail(reason), p99: fail(reason) };
+  }
+  return { p50: okv(Number(j.p50)), p99: okv(Number(j.p99)) };
+}
+
+/** TCP_CRR: connect, 1-byte echo, close, as fast as possible for ms. */
+export async function crr(guest: Netns, ms: number): Promise<Sample> {
+  const j = await probe(guest, ["crr", String(ms)], ms + 30_000);
+  if (!j.ok) {
+    return fail(`crr: ${oneLine(String(j.error ?? j.lastError ?? "no connection completed"))}`);
+  }
+  return okv(Number(j.perSec));
+}
+
+// ---------------------------------------------------------------------------------- memory
+
+/** VmHWM (peak) or VmRSS (now) of pid, in MiB. */
+export function rssMiB(pid: number, field: "VmHWM" | "VmRSS"): Sample {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const m = status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"));
+    if (!m) return fail(`no ${field} in /proc/${pid}/status`);
+    return okv(Math.round(Number(m[1]) / 1024 * 10) / 10);
+  } catch (e) {
+    return fail(`/proc/${pid}/status: ${e instanceof Error ? e.message : e}`);
+  }
+}

@@ -1,0 +1,150 @@
+// Tiny TCP probes for the benchmark, run with `deno run` inside the namespaces the bench made.
+//
+//   probe.ts server HOST PORT             echo server (host namespace); prints "listening"
+//   probe.ts check  HOST PORT TIMEOUT_MS  one connect + 1-byte echo; JSON {ok, us | error}
+//   probe.ts rr     HOST PORT N MAX_MS    N 1-byte round trips on one connection (TCP_RR)
+//   probe.ts crr    HOST PORT MS          connect, 1-byte echo, close, for MS (TCP_CRR)
+//
+// Clients print exactly one JSON line on stdout. Every wait is bounded: a stuck connect or
+// read counts as an error instead of hanging (the bench also kills us after a deadline).
+// The same Deno client runs against every tool, so its own per-op overhead (~10 µs) is in
+// every column alike; the ratios are what the table is read for.
+
+const [mode, host, portArg, ...rest] = Deno.args;
+const port = Number(portArg);
+
+/** Rejects after `ms` with `what` so a stuck op turns into a reported error. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}
+
+async function connect(timeoutMs: number): Promise<Deno.TcpConn> {
+  const conn = await within(Deno.connect({ hostname: host, port }), timeoutMs, "connect");
+  conn.setNoDelay(true);
+  return conn;
+}
+
+/** Writes one byte and reads it back; returns false on EOF. */
+async function pingPong(conn: Deno.TcpConn, buf: Uint8Array, timeoutMs: number): Promise<boolean> {
+  await conn.write(buf.subarray(0, 1));
+  const n = await within(conn.read(buf), timeoutMs, "echo");
+  return n !== null && n > 0;
+}
+
+async function serve(): Promise<void> {
+  const listener = Deno.listen({ hostname: host, port });
+  console.log("listening");
+  for await (const conn of listener) {
+    (async () => {
+      const buf = new Uint8Array(64 * 1024);
+      try {
+        conn.setNoDelay(true);
+        for (;;) {
+          const n = await conn.read(buf);
+          if (n === null) break;
+          let off = 0;
+          while (off < n) off += await conn.write(buf.subarray(off, n));
+        }
+      } catch { /* peer reset: nothing to do */ }
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+    })();
+  }
+}
+
+async function check(timeoutMs: number): Promise<void> {
+  const t0 = performance.now();
+  const conn = await connect(timeoutMs);
+  const ok = await pingPong(conn, new Uint8Array(1).fill(0x2a), timeoutMs);
+  conn.close();
+  if (!ok) throw new Error("echo server closed the connection");
+  console.log(JSON.stringify({ ok: true, us: Math.round((performance.now() - t0) * 1000) }));
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i];
+}
+
+async function rr(n: number, maxMs: number): Promise<void> {
+  const conn = await connect(5_000);
+  const buf = new Uint8Array(64).fill(0x2a);
+  // Warm-up: ARP/neighbour entries, the tools' first-packet paths, V8's JIT.
+  for (let i = 0; i < 50; i++) {
+    if (!await pingPong(conn, buf, 5_000)) throw new Error("EOF during warm-up");
+  }
+  const samples: number[] = [];
+  const deadline = performance.now() + maxMs;
+  for (let i = 0; i < n && performance.now() < deadline; i++) {
+    const t0 = performance.now();
+    if (!await pingPong(conn, buf, 5_000)) throw new Error(`EOF after ${i} round trips`);
+    samples.push((performance.now() - t0) * 1000);
+  }
+  conn.close();
+  samples.sort((a, b) => a - b);
+  const r = (x: number) => Math.round(x * 10) / 10;
+  console.log(JSON.stringify({
+    ok: true,
+    n: samples.length,
+    p50: r(percentile(samples, 50)),
+    p99: r(percentile(samples, 99)),
+    min: r(samples[0] ?? NaN),
+    max: r(samples[samples.length - 1] ?? NaN),
+  }));
+}
+
+async function crr(ms: number): Promise<void> {
+  const buf = new Uint8Array(64).fill(0x2a);
+  const t0 = performance.now();
+  const end = t0 + ms;
+  let done = 0;
+  let errors = 0;
+  let lastError = "";
+  // Bounded by time and by count (a broken path must not spin forever on instant errors).
+  for (let i = 0; i < 1_000_000 && performance.now() < end; i++) {
+    try {
+      const conn = await connect(2_000);
+      try {
+        if (await pingPong(conn, buf, 2_000)) done++;
+        else errors++;
+      } finally {
+        conn.close();
+      }
+    } catch (e) {
+      errors++;
+      lastError = describe(e);
+      if (errors >= 20 && done === 0) break;
+    }
+  }
+  const secs = (performance.now() - t0) / 1000;
+  console.log(JSON.stringify({
+    ok: done > 0,
+    conns: done,
+    errors,
+    seconds: Math.round(secs * 1000) / 1000,
+    perSec: Math.round(done / secs),
+    ...(lastError ? { lastError } : {}),
+  }));
+}
+
+try {
+  if (mode === "server") await serve();
+  else if (mode === "check") await check(Number(rest[0] ?? 5_000));
+  else if (mode === "rr") await rr(Number(rest[0] ?? 2_000), Number(rest[1] ?? 10_000));
+  else if (mode === "crr") await crr(Number(rest[0] ?? 3_000));
+  else throw new Error(`unknown mode ${mode}`);
+  Deno.exit(0);
+} catch (e) {
+  console.log(JSON.stringify({ ok: false, error: describe(e) }));
+  Deno.exit(1);
+}

@@ -1,0 +1,399 @@
+// Segments from the guest: RFC 9293 §3.10.7 "SEGMENT ARRIVES", in its order (sequence
+// check, RST, SYN, ACK, data, FIN), with RFC 5961's challenge ACKs, RFC 7323's PAWS and
+// TS.Recent rule, and RFC 2018 SACK blocks feeding the scoreboard.
+//
+// The flow lookup hashes the 4-tuple read in place from the frame; a SYN for no connection
+// is a connection request (policy, then host connect()); anything else for no connection
+// gets the RFC's RST.
+
+import type { PacketMeta } from "../meta.ts";
+import { seqGt, seqLe, seqLt } from "./seq.ts";
+import {
+  CLOSE_WAIT,
+  CLOSING,
+  type Conn,
+  CONNECTING,
+  ESTABLISHED,
+  FIN_WAIT_1,
+  FIN_WAIT_2,
+  guestMaySend,
+  LAST_ACK,
+  SYN_RCVD,
+  SYN_SENT,
+  TIME_WAIT,
+} from "./conn.ts";
+import type { TcpStack } from "./stack.ts";
+import {
+  ackLater,
+  OUR_WSCALE,
+  ourMss,
+  pushData,
+  sendAck,
+  sendRstReply,
+  sendSyn,
+  TH_ACK,
+  TH_FIN,
+  TH_RST,
+  TH_SYN,
+} from "./output.ts";
+import { initCongestion, onDupAck, onNewAck, updateSacked } from "./retransmit.ts";
+import {
+  enterTimeWait,
+  finish,
+  guestData,
+  guestReset,
+  hostError,
+  hostShutdownIfDone,
+  maybeClose,
+  startConnect,
+  updateInterest,
+} from "./forwarder.ts";
+
+/** Entry point: one TCP segment from the guest (IP layer already validated). */
+export function tcpInput(t: TcpStack, m: PacketMeta): void {
+  const v = t.view;
+  t.stats.segsIn++;
+  if (!v.parse(m.b, m.l4Off, m.l4Len) || !v.parseOptions(t.opts)) {
+    t.stats.dropMalformed++;
+    return;
+  }
+  if (!m.csumTrusted && !v.verifyChecksum(m.family === 4 ? 4 : 16, m.srcOff, m.dstOff)) {
+    t.stats.dropBadChecksum++;
+    return;
+  }
+  const c = t.table.lookup(m.family, m.b, m.srcOff, v.srcPort, m.dstOff, v.dstPort);
+  if (c === null) noConnection(t, m);
+  else segmentArrives(t, c, m);
+}
+
+/** RFC 9293 §3.10.7.1/2: CLOSED (no connection) and LISTEN. */
+function noConnection(t: TcpStack, m: PacketMeta): void {
+  const v = t.view;
+  const flags = v.flags;
+  if (flags & TH_RST) return;
+  if ((flags & (TH_SYN | TH_ACK)) === TH_SYN && v.srcPort !== 0 && v.dstPort !== 0) {
+    listen(t, m);
+    return;
+  }
+  t.stats.noConnection++;
+  replyRst(t, m);
+}
+
+function replyRst(t: TcpStack, m: PacketMeta): void {
+  const v = t.view;
+  sendRstReply(
+    t,
+    m.family,
+    m.b,
+    m.srcOff,
+    m.dstOff,
+    v.srcPort,
+    v.dstPort,
+    v.seq,
+    v.ack,
+    v.flags,
+    v.payloadLen,
+  );
+}
+
+/** A new connection request: policy, table room, then the host connect(). */
+function listen(t: TcpStack, m: PacketMeta): void {
+  const v = t.view;
+  const o = t.opts;
+  const alen = m.family === 4 ? 4 : 16;
+  // Addresses are copied once per flow (a SYN), never per segment.
+  const remote = m.b.slice(m.dstOff, m.dstOff + alen);
+  if (!t.cfg.policy(m.family, 6, remote, v.dstPort)) {
+    t.stats.policyRefused++;
+    replyRst(t, m);
+    return;
+  }
+  if (t.table.full) t.evictTimeWait();
+  if (t.table.full) {
+    t.stats.tableFull++;
+    replyRst(t, m);
+    return;
+  }
+  const c = t.newConn(m.family, m.b.slice(m.srcOff, m.srcOff + alen), v.srcPort, remote, v.dstPort);
+  const seq = v.seq;
+  c.irs = seq;
+  c.rcvNxt =
+    c.hostSeq =
+    c.rcvAdv =
+    c.lastAckSent =
+      (seq + 1) >>> 0;
+  // Options (RFC 9293 §3.7.1 default MSS; RFC 7323 §2.2: scale only if both offer it).
+  c.mss = negotiatedMss(t, m.family, o.mss);
+  if (o.wscale >= 0) {
+    c.sndWscale = o.wscale;
+    c.rcvWscale = OUR_WSCALE;
+  }
+  c.sackOk = o.sackPermitted;
+  c.tsOk = o.hasTimestamp;
+  c.tsRecent = o.tsVal;
+  c.sndWnd = v.window; // never scaled in a SYN
+  c.sndWl1 = seq;
+  c.iss = t.newIss();
+  c.sndUna =
+    c.sndNxt =
+    c.sndMax =
+    c.sndWl2 =
+    c.recover =
+      c.iss;
+  initCongestion(c);
+  c.state = CONNECTING;
+  t.table.insert(c);
+  // Data or FIN on the SYN is not accepted now: the guest sends it again after the handshake.
+  if (!startConnect(t, c) && !c.finished) {
+    replyRst(t, m);
+    finish(t, c, false);
+  }
+}
+
+/** RFC 9293 §3.10.7.4 (and .3 for SYN-SENT) for a segment of an existing connection. */
+function segmentArrives(t: TcpStack, c: Conn, m: PacketMeta): void {
+  const v = t.view;
+  const o = t.opts;
+  const flags = v.flags;
+  const seq = v.seq;
+  const len = v.payloadLen;
+  c.lastHeard = t.now();
+  c.kaProbes = 0;
+
+  switch (c.state) {
+    case CONNECTING:
+      // The host connect() is still running: a retransmitted SYN changes nothing (it must
+      // not start a second connection); a RST abandons the attempt.
+      if (flags & TH_RST && seq === c.irs) finish(t, c, true);
+      return;
+    case SYN_SENT:
+      synSent(t, c, m);
+      return;
+    case SYN_RCVD:
+      if ((flags & (TH_SYN | TH_ACK)) === TH_SYN && seq === c.irs) {
+        sendSyn(t, c, true); // the guest did not get our SYN-ACK
+        return;
+      }
+      break;
+    case TIME_WAIT:
+      // A new SYN above the old sequence space reopens the 4-tuple (RFC 6191 spirit).
+      if ((flags & (TH_SYN | TH_ACK)) === TH_SYN && seqGt(seq, c.rcvNxt)) {
+        finish(t, c, false);
+        listen(t, m);
+        return;
+      }
+      break;
+  }
+
+  // First: is the segment acceptable (RFC 9293 §3.10.7.4, the four cases)?
+  let segLen = len;
+  if (flags & TH_SYN) segLen++;
+  if (flags & TH_FIN) segLen++;
+  const wnd = (c.rcvAdv - c.rcvNxt) | 0;
+  let ok: boolean;
+  if (segLen === 0 || wnd <= 0) {
+    // A zero window still takes ACKs and RSTs (its data is clipped away later).
+    ok = wnd <= 0 ? seq === c.rcvNxt : inWindow(seq, c.rcvNxt, wnd);
+  } else {
+    ok = inWindow(seq, c.rcvNxt, wnd) || inWindow((seq + segLen - 1) >>> 0, c.rcvNxt, wnd);
+  }
+  // PAWS (RFC 7323 §5.3): an old timestamp marks an old duplicate.
+  if (ok && c.tsOk && o.hasTimestamp && !(flags & TH_RST) && seqLt(o.tsVal, c.tsRecent)) {
+    t.stats.pawsDrops++;
+    ok = false;
+  }
+  if (!ok) {
+    t.stats.outOfWindow++;
+    if (!(flags & TH_RST)) sendAck(t, c);
+    return;
+  }
+
+  // Second: RST (RFC 5961 §3.2: only an exact match resets, the rest gets a challenge ACK).
+  if (flags & TH_RST) {
+    if (seq === c.rcvNxt) guestReset(t, c);
+    else {
+      t.stats.challengeAcks++;
+      sendAck(t, c);
+    }
+    return;
+  }
+  // Fourth: SYN in a synchronized state (RFC 5961 §4): challenge ACK.
+  if (flags & TH_SYN) {
+    t.stats.challengeAcks++;
+    sendAck(t, c);
+    return;
+  }
+  // Fifth: ACK.
+  if (!(flags & TH_ACK)) return;
+  // TS.Recent (RFC 7323 §4.3): from a segment covering the last ACK we sent.
+  if (c.tsOk && o.hasTimestamp && seqLe(seq, c.lastAckSent)) c.tsRecent = o.tsVal;
+  const ack = v.ack;
+  if (c.state === SYN_RCVD) {
+    if (!seqGt(ack, c.sndUna) || seqGt(ack, c.sndMax)) {
+      replyRst(t, m);
+      return;
+    }
+    established(t, c);
+  }
+  if (seqGt(ack, c.sndMax)) {
+    sendAck(t, c); // acknowledges something not yet sent
+    return;
+  }
+  const segWnd = v.window * (1 << c.sndWscale);
+  if (c.sackOk && o.sackCount > 0) updateSacked(c, o.sackBlocks, o.sackCount);
+  let moved = false;
+  if (seqGt(ack, c.sndUna)) {
+    if (!ackNewData(t, c, ack, o.hasTimestamp ? o.tsEcr : -1)) return;
+    moved = true;
+  } else if (
+    ack === c.sndUna && len === 0 && !(flags & TH_FIN) && segWnd === c.sndWnd &&
+    (c.sndMax !== c.sndUna)
+  ) {
+    t.stats.dupAcks++;
+    onDupAck(t, c);
+  }
+  // Window update (RFC 9293 SND.WL1/WL2 rule: only from a newer segment).
+  if (seqLt(c.sndWl1, seq) || (c.sndWl1 === seq && seqLe(c.sndWl2, ack))) {
+    if (segWnd !== c.sndWnd) moved = true;
+    c.sndWnd = segWnd;
+    c.sndWl1 = seq;
+    c.sndWl2 = ack;
+  }
+  const finAcked = c.finSent && c.sndUna === ((c.finSeq + 1) >>> 0);
+  if (finAcked) {
+    if (c.state === FIN_WAIT_1) c.state = FIN_WAIT_2;
+    else if (c.state === CLOSING) {
+      enterTimeWait(t, c);
+      return;
+    } else if (c.state === LAST_ACK) {
+      maybeClose(t, c);
+      if (c.finished) return;
+    }
+  }
+  if (c.state === TIME_WAIT) {
+    // Only a retransmitted FIN is expected here: ACK it and restart the 2*MSL wait.
+    if (flags & TH_FIN) {
+      sendAck(t, c);
+      enterTimeWait(t, c);
+    }
+    return;
+  }
+
+  // Seventh: segment text.
+  if (len > 0 && guestMaySend(c.state) && !c.finRcvd) {
+    guestData(t, c, m.b, v.payloadOffset, len, seq);
+    if (c.finished) return;
+  }
+
+  // Eighth: FIN, once everything before it has been received.
+  if ((flags & TH_FIN) && !c.finRcvd && ((seq + len) >>> 0) === c.rcvNxt) {
+    c.finRcvd = true;
+    c.rcvNxt = (c.rcvNxt + 1) >>> 0;
+    t.stats.finsRcvd++;
+    if (c.state === ESTABLISHED || c.state === SYN_RCVD) c.state = CLOSE_WAIT;
+    else if (c.state === FIN_WAIT_1) c.state = CLOSING;
+    hostShutdownIfDone(t, c);
+    if (c.finished) return;
+    sendAck(t, c);
+    if (c.state === FIN_WAIT_2) {
+      enterTimeWait(t, c);
+      return;
+    }
+  }
+
+  // Send what the ACK made room for (this also carries our ACK), then settle the ACK.
+  if (moved && c.sock !== null) pushData(t, c);
+  if (c.finished) return;
+  if (c.rcvNxt !== c.lastAckSent) {
+    if (((c.rcvNxt - c.lastAckSent) | 0) >= t.ackEveryBytes) sendAck(t, c);
+    else ackLater(t, c);
+  }
+  updateInterest(t, c);
+}
+
+/** Segment size toward the guest: its MSS option (RFC 9293 §3.7.1 defaults), within our MTU. */
+function negotiatedMss(t: TcpStack, family: 4 | 6, offered: number): number {
+  const mss = offered > 0 ? offered : family === 4 ? 536 : 1220;
+  return Math.max(64, Math.min(mss, ourMss(t, family)));
+}
+
+function inWindow(x: number, lo: number, wnd: number): boolean {
+  const d = (x - lo) | 0;
+  return d >= 0 && d < wnd;
+}
+
+/** The handshake's last ACK: ESTABLISHED; host data may flow now. */
+function established(t: TcpStack, c: Conn): void {
+  c.state = ESTABLISHED;
+  c.sndUna = (c.iss + 1) >>> 0;
+  if (seqLt(c.sndNxt, c.sndUna)) c.sndNxt = c.sndUna;
+  c.backoff = 0;
+  t.wheel.cancel(c.rtx);
+  t.wheel.arm(c.life, t.keepIdleMs);
+  t.stats.established++;
+}
+
+/**
+ * sndUna moves to ack: the acknowledged host bytes leave the host socket (MSG_TRUNC, no
+ * copy), the FIN's sequence number excepted. False when the connection went away.
+ */
+function ackNewData(t: TcpStack, c: Conn, ack: number, tsEcr: number): boolean {
+  const acked = (ack - c.sndUna) | 0;
+  let data = acked;
+  if (c.finSent && seqGt(ack, c.finSeq)) data--; // our FIN takes one sequence number
+  if (data > 0 && c.sock !== null) {
+    const r = c.sock.discard(data);
+    if (r < 0) {
+      hostError(t, c, -r);
+      return false;
+    }
+  }
+  c.sndUna = ack;
+  if (seqLt(c.sndNxt, ack)) c.sndNxt = ack; // after a go-back-N rewind
+  onNewAck(t, c, acked, tsEcr);
+  return true;
+}
+
+/** RFC 9293 §3.10.7.3: our SYN to the guest (a port forward) is answered. */
+function synSent(t: TcpStack, c: Conn, m: PacketMeta): void {
+  const v = t.view;
+  const o = t.opts;
+  const flags = v.flags;
+  const ack = v.ack;
+  const hasAck = (flags & TH_ACK) !== 0;
+  if (hasAck && (seqLe(ack, c.iss) || seqGt(ack, c.sndMax))) {
+    if (!(flags & TH_RST)) replyRst(t, m);
+    return;
+  }
+  if (flags & TH_RST) {
+    if (hasAck) guestReset(t, c);
+    return;
+  }
+  if (!(flags & TH_SYN)) return;
+  const seq = v.seq;
+  c.irs = seq;
+  c.rcvNxt =
+    c.hostSeq =
+    c.rcvAdv =
+    c.lastAckSent =
+      (seq + 1) >>> 0;
+  c.mss = negotiatedMss(t, c.family, o.mss);
+  if (o.wscale >= 0) c.sndWscale = o.wscale;
+  else c.rcvWscale = 0;
+  c.sackOk = o.sackPermitted;
+  c.tsOk = o.hasTimestamp;
+  c.tsRecent = o.tsVal;
+  c.sndWnd = v.window;
+  c.sndWl1 = seq;
+  c.sndWl2 = ack;
+  initCongestion(c);
+  if (hasAck) {
+    established(t, c);
+    sendAck(t, c);
+    pushData(t, c);
+    updateInterest(t, c);
+  } else {
+    c.state = SYN_RCVD; // simultaneous open
+    sendSyn(t, c, true);
+  }
+}

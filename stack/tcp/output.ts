@@ -1,0 +1,348 @@
+// Segments to the guest. Everything is built in place in the one Tx buffer: the payload is
+// peeked from the host socket straight to its final offset (after room for the TCP header
+// and options), then the header is written in front and Tx adds IP/Ethernet/vnet and does
+// one write() to the tap. With the vnet header a segment carries up to ~64 KB as a GSO
+// super-frame (gsoSize = the guest's MSS), which the guest kernel takes whole (GRO-like).
+//
+// Unacknowledged data is never copied anywhere: it stays in the host socket, and a
+// retransmission peeks it again (SO_PEEK_OFF rewound to the segment's offset).
+
+import { setU16, setU32 } from "../wire/bytes.ts";
+import {
+  emitTcp,
+  TCP_ACK,
+  TCP_FIN,
+  TCP_PSH,
+  TCP_RST,
+  TCP_SYN,
+  writeTcpOptions,
+  writeTcpSack,
+  writeTcpTimestamp,
+} from "../wire/tcp.ts";
+import { EAGAIN } from "../../ffi/errno.ts";
+import { seqGt, seqLt } from "./seq.ts";
+import {
+  CLOSE_WAIT,
+  type Conn,
+  ESTABLISHED,
+  FIN_WAIT_1,
+  LAST_ACK,
+  SYN_RCVD,
+  SYN_SENT,
+  weMaySend,
+} from "./conn.ts";
+import type { TcpStack } from "./stack.ts";
+import { armRtx, persistIfStalled } from "./retransmit.ts";
+import { hostError, receiveWindow, updateInterest } from "./forwarder.ts";
+
+export const TH_FIN = TCP_FIN;
+export const TH_SYN = TCP_SYN;
+export const TH_RST = TCP_RST;
+export const TH_PSH = TCP_PSH;
+export const TH_ACK = TCP_ACK;
+
+export const PROTO_TCP = 6;
+/** The largest window value (before scaling) and the window shift we offer. */
+export const OUR_WSCALE = 7;
+
+/** Our timestamp clock (RFC 7323 §5.4: 1 ms ticks), u32. */
+export function tsNow(t: TcpStack): number {
+  return Math.floor(t.now()) >>> 0;
+}
+
+/**
+ * Header length of a non-SYN segment for c, with the SACK blocks it will carry computed into
+ * t.sackOut/t.nSackOut (so the payload can be peeked to its place before the header exists).
+ */
+export function dataHeaderLen(t: TcpStack, c: Conn): number {
+  let n = 20;
+  if (c.tsOk) n += 12;
+  t.nSackOut = 0;
+  if (c.sackOk && c.store.ranges > 0) {
+    t.nSackOut = c.store.sackBlocks(c.hostSeq, c.rcvNxt, t.sackOut, c.tsOk ? 3 : 4);
+    if (t.nSackOut > 0) n += 4 + 8 * t.nSackOut;
+  }
+  return n;
+}
+
+function writeBase(
+  b: Uint8Array,
+  o: number,
+  c: Conn,
+  seq: number,
+  ack: number,
+  flags: number,
+  hdrLen: number,
+  wnd: number,
+): void {
+  emitTcp(b, o, c.remotePort, c.guestPort, seq, ack, flags, wnd, hdrLen - 20);
+}
+
+/** The window field for c (scaled), recording the advertised right edge in c.rcvAdv. */
+function windowField(t: TcpStack, c: Conn, syn: boolean): number {
+  const shift = syn ? 0 : c.rcvWscale;
+  let w = receiveWindow(t, c);
+  // Never move the right edge left (RFC 9293 §3.8.6.2.2: a receiver should not shrink its
+  // window): round up so the scaled value still reaches the old edge.
+  if (seqLt((c.rcvNxt + w) >>> 0, c.rcvAdv)) {
+    w = ((c.rcvAdv - c.rcvNxt) >>> 0) + (1 << shift) - 1;
+  }
+  let v = w >>> shift;
+  if (v > 0xffff) v = 0xffff;
+  const edge = (c.rcvNxt + v * (1 << shift)) >>> 0;
+  if (seqGt(edge, c.rcvAdv)) c.rcvAdv = edge;
+  return v;
+}
+
+/**
+ * Writes the header of a non-SYN segment (payload already at hdrLen after the L4 offset,
+ * hdrLen from dataHeaderLen) and sends it. Every segment carries the current ACK and window,
+ * so it also settles any pending ACK.
+ */
+export function sendSegment(
+  t: TcpStack,
+  c: Conn,
+  flags: number,
+  seq: number,
+  payloadLen: number,
+  hdrLen: number,
+  gsoSize: number,
+): boolean {
+  const tx = t.tx;
+  const b = tx.buf;
+  const o = tx.l4Offset(c.family);
+  const wnd = windowField(t, c, false);
+  writeBase(b, o, c, seq, c.rcvNxt, flags, hdrLen, wnd);
+  let p = o + 20;
+  if (c.tsOk) p += writeTcpTimestamp(b, p, tsNow(t), c.tsRecent);
+  if (t.nSackOut > 0) writeTcpSack(b, p, t.sackOut, t.nSackOut);
+  c.lastAckSent = c.rcvNxt;
+  c.ackPending = false;
+  t.stats.segsOut++;
+  if (t.lossRate > 0 && t.lose()) return true;
+  return tx.sendIp(c.family, c.remoteAddr, c.guestAddr, PROTO_TCP, hdrLen + payloadLen, gsoSize);
+}
+
+/** A pure ACK (with SACK blocks when out-of-order data is held). */
+export function sendAck(t: TcpStack, c: Conn): void {
+  c.wndCache = -1;
+  const hdr = dataHeaderLen(t, c);
+  sendSegment(t, c, TH_ACK, c.sndNxt, 0, hdr, 0);
+}
+
+/**
+ * A probe the guest must answer with an ACK (keepalive, zero-window probe): an old sequence
+ * number (sndUna - 1) and no data, as Linux sends them; nothing new enters the sequence space.
+ */
+export function sendProbe(t: TcpStack, c: Conn): void {
+  const hdr = dataHeaderLen(t, c);
+  sendSegment(t, c, TH_ACK, (c.sndUna - 1) >>> 0, 0, hdr, 0);
+}
+
+/** SYN (active open) or SYN-ACK, with the options the guest offered (or all of ours). */
+export function sendSyn(t: TcpStack, c: Conn, withAck: boolean): void {
+  const tx = t.tx;
+  const b = tx.buf;
+  const o = tx.l4Offset(c.family);
+  c.wndCache = -1;
+  const so = t.synOpts;
+  so.mss = ourMss(t, c.family);
+  so.sackPermitted = c.sackOk;
+  so.hasTimestamp = c.tsOk;
+  so.tsVal = tsNow(t);
+  so.tsEcr = withAck ? c.tsRecent : 0;
+  // Window scaling only when the guest offered it (RFC 7323 §2.2), or in our own SYN.
+  so.wscale = c.rcvWscale > 0 || c.state === SYN_SENT ? c.rcvWscale : -1;
+  const hdrLen = 20 + writeTcpOptions(b, o + 20, so);
+  const wnd = windowField(t, c, true);
+  writeBase(b, o, c, c.iss, withAck ? c.rcvNxt : 0, TH_SYN | (withAck ? TH_ACK : 0), hdrLen, wnd);
+  c.lastAckSent = c.rcvNxt;
+  c.ackPending = false;
+  t.stats.segsOut++;
+  if (t.lossRate > 0 && t.lose()) return;
+  tx.sendIp(c.family, c.remoteAddr, c.guestAddr, PROTO_TCP, hdrLen, 0);
+}
+
+/** RST|ACK for an existing connection (host reset, abort, timeout). */
+export function sendRst(t: TcpStack, c: Conn): void {
+  const tx = t.tx;
+  const o = tx.l4Offset(c.family);
+  writeBase(tx.buf, o, c, c.sndNxt, c.rcvNxt, TH_RST | TH_ACK, 20, 0);
+  t.stats.resetsSent++;
+  tx.sendIp(c.family, c.remoteAddr, c.guestAddr, PROTO_TCP, 20, 0);
+}
+
+/**
+ * The reply to a segment that belongs to no connection (RFC 9293 §3.10.7.1): RST with
+ * seq = SEG.ACK if the segment had ACK, else RST|ACK with ack = SEG.SEQ + SEG.LEN. Addresses
+ * and ports are read in place from the received packet.
+ */
+export function sendRstReply(
+  t: TcpStack,
+  family: 4 | 6,
+  b: Uint8Array,
+  srcOff: number,
+  dstOff: number,
+  srcPort: number,
+  dstPort: number,
+  segSeq: number,
+  segAck: number,
+  segFlags: number,
+  segLen: number,
+): void {
+  const tx = t.tx;
+  const ob = tx.buf;
+  const o = tx.l4Offset(family);
+  setU16(ob, o, dstPort);
+  setU16(ob, o + 2, srcPort);
+  if (segFlags & TH_ACK) {
+    setU32(ob, o + 4, segAck);
+    setU32(ob, o + 8, 0);
+    ob[o + 13] = TH_RST;
+  } else {
+    let len = segLen;
+    if (segFlags & TH_SYN) len++;
+    if (segFlags & TH_FIN) len++;
+    setU32(ob, o + 4, 0);
+    setU32(ob, o + 8, (segSeq + len) >>> 0);
+    ob[o + 13] = TH_RST | TH_ACK;
+  }
+  ob[o + 12] = 5 << 4;
+  setU16(ob, o + 14, 0);
+  setU16(ob, o + 16, 0);
+  setU16(ob, o + 18, 0);
+  t.stats.resetsSent++;
+  tx.sendIpAt(family, b, dstOff, b, srcOff, PROTO_TCP, 20, 0);
+}
+
+/** The MSS we announce: what fits one frame of our MTU. */
+export function ourMss(t: TcpStack, family: 4 | 6): number {
+  return Math.min(0xffff, t.tx.maxL4(family) - 20);
+}
+
+/**
+ * Payload bytes one send may carry: one segment, or with GSO a super-frame of whole
+ * segments. seg is the payload per segment: the MSS minus the options (RFC 6691).
+ */
+function maxSegment(t: TcpStack, c: Conn, seg: number): number {
+  if (!t.tx.gso) return seg;
+  // IPv4 total length / IPv6 payload length are 16 bits; 60 = the largest TCP header.
+  const room = 0xffff - (c.family === 4 ? 20 : 0) - 60;
+  const n = Math.floor(room / seg);
+  return n > 0 ? n * seg : seg;
+}
+
+/**
+ * Sends what the guest's window and cwnd allow, from sndNxt: new host data, a retransmission
+ * (sndNxt < sndMax after a timeout), and our FIN once the host socket is at EOF. Data is
+ * peeked straight into the Tx buffer.
+ */
+export function pushData(t: TcpStack, c: Conn): void {
+  const sock = c.sock;
+  if (sock === null || c.state < ESTABLISHED || c.state === SYN_RCVD) return;
+  const tx = t.tx;
+  const l4 = tx.l4Offset(c.family);
+  c.wndCache = -1; // one window computation per push, not per segment
+  for (let round = 0; round < 256; round++) {
+    if (c.finSent && c.sndNxt === ((c.finSeq + 1) >>> 0)) break; // everything is out
+    // Retransmitting below sndMax is allowed in any state; new data only before our FIN.
+    if (!weMaySend(c.state) && !seqLt(c.sndNxt, c.sndMax)) break;
+    const inFlight = (c.sndNxt - c.sndUna) | 0;
+    const limit = c.cwnd < c.sndWnd ? c.cwnd : c.sndWnd;
+    let wnd = limit - inFlight;
+    if (c.finSent && c.sndNxt === c.finSeq) wnd = wnd > 0 ? wnd : 0; // only the FIN is left
+    else if (wnd <= 0) break;
+    // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): no slivers while data is in flight.
+    if (wnd < c.mss && wnd < (c.sndWnd >>> 1) && inFlight > 0) break;
+    const hdr = dataHeaderLen(t, c);
+    const seg = c.mss - (hdr - 20);
+    let n: number;
+    if (c.finSent && c.sndNxt === c.finSeq) n = 0; // known EOF: no need to peek
+    else {
+      const maxSeg = maxSegment(t, c, seg);
+      const len = wnd < maxSeg ? wnd : maxSeg;
+      n = sock.peek(tx.buf, l4 + hdr, len);
+      if (n > 0) {
+        const gso = n > seg ? seg : 0;
+        const flags = TH_ACK | (n < len ? TH_PSH : 0);
+        const seq = c.sndNxt;
+        if (!sendSegment(t, c, flags, seq, n, hdr, gso)) {
+          // The tap is full: leave sndNxt so the data goes again; the kernel offset moved,
+          // so put it back.
+          sock.setPeekOffset((c.sndNxt - c.sndUna) >>> 0);
+          armRtx(t, c);
+          break;
+        }
+        if (!c.tsOk && c.rttTime < 0 && !seqLt(seq, c.sndMax)) {
+          c.rttSeq = (seq + n) >>> 0;
+          c.rttTime = t.now();
+        }
+        c.sndNxt = (seq + n) >>> 0;
+        if (seqGt(c.sndNxt, c.sndMax)) {
+          c.bytesFromHost += (c.sndNxt - c.sndMax) | 0;
+          c.sndMax = c.sndNxt;
+        } else t.stats.retransmittedBytes += n;
+        armRtx(t, c);
+        continue; // (after a short read the next peek finds EOF, or EAGAIN)
+      }
+      if (n === -EAGAIN) break;
+      if (n < 0) {
+        hostError(t, c, -n);
+        return;
+      }
+    }
+    // n === 0: the host socket is at EOF and every byte before it has been sent: FIN.
+    c.hostEof = true;
+    if (!c.finSent) {
+      c.finSent = true;
+      c.finSeq = c.sndNxt;
+      if (c.state === ESTABLISHED) c.state = FIN_WAIT_1;
+      else if (c.state === CLOSE_WAIT) c.state = LAST_ACK;
+    }
+    sendSegment(t, c, TH_FIN | TH_ACK, c.finSeq, 0, hdr, 0);
+    c.sndNxt = (c.finSeq + 1) >>> 0;
+    if (seqGt(c.sndNxt, c.sndMax)) c.sndMax = c.sndNxt;
+    armRtx(t, c);
+    break;
+  }
+  persistIfStalled(t, c);
+  updateInterest(t, c);
+}
+
+/**
+ * Retransmits one segment at `seq` (at most `maxLen` bytes, not past sndMax) without moving
+ * sndNxt: fast retransmit and SACK hole filling. Returns the bytes sent (1 for a lone FIN).
+ */
+export function retransmitAt(t: TcpStack, c: Conn, seq: number, maxLen: number): number {
+  const sock = c.sock;
+  if (sock === null) return 0;
+  if (c.finSent && seq === c.finSeq) {
+    const hdr = dataHeaderLen(t, c);
+    sendSegment(t, c, TH_FIN | TH_ACK, seq, 0, hdr, 0);
+    return 1;
+  }
+  const end = c.finSent ? c.finSeq : c.sndMax;
+  const hdr = dataHeaderLen(t, c);
+  const seg = c.mss - (hdr - 20);
+  let len = (end - seq) | 0;
+  if (len > maxLen) len = maxLen;
+  if (len > seg) len = seg;
+  if (len <= 0) return 0;
+  const l4 = t.tx.l4Offset(c.family);
+  sock.setPeekOffset((seq - c.sndUna) >>> 0);
+  const n = sock.peek(t.tx.buf, l4 + hdr, len);
+  sock.setPeekOffset((c.sndNxt - c.sndUna) >>> 0);
+  if (n <= 0) return 0;
+  sendSegment(t, c, TH_ACK, seq, n, hdr, 0);
+  t.stats.retransmittedBytes += n;
+  if (c.rttTime >= 0 && seqGt(c.rttSeq, seq)) c.rttTime = -1; // Karn: that sample is void
+  return n;
+}
+
+/** Queues c for the ACK flush at the end of the current batch (or sends it now). */
+export function ackLater(t: TcpStack, c: Conn): void {
+  if (c.ackPending) return;
+  c.ackPending = true;
+  c.ackNext = t.ackList;
+  t.ackList = c;
+}

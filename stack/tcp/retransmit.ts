@@ -1,0 +1,271 @@
+// Reliability toward the guest: RTT estimation and the retransmission timer (RFC 6298),
+// congestion control with fast retransmit / NewReno fast recovery (RFC 5681, RFC 6582) using
+// the guest's SACK blocks to pick holes (RFC 2018, a small subset of RFC 6675), and the
+// persist timer that probes a zero window (RFC 9293 §3.8.6.1).
+//
+// Retransmission never needs a copy of the data: a timeout rewinds sndNxt to sndUna and
+// SO_PEEK_OFF to 0 (go-back-N from the host socket's receive queue); a fast retransmit peeks
+// one segment at its offset.
+
+import { seqGe, seqGt, seqLt } from "./seq.ts";
+import { type Conn, SYN_RCVD, SYN_SENT, weMaySend } from "./conn.ts";
+import type { TcpStack } from "./stack.ts";
+import { pushData, retransmitAt, sendProbe, sendSyn, tsNow } from "./output.ts";
+import { resetConn } from "./forwarder.ts";
+
+export const MIN_RTO = 200;
+export const MAX_RTO = 60_000;
+export const INITIAL_RTO = 1000;
+/** Consecutive timeouts before the connection is given up (both sides get RST). */
+export const MAX_BACKOFF = 10;
+/** SYN / SYN-ACK retransmissions before giving up. */
+export const MAX_SYN_RETRIES = 5;
+const MAX_CWND = 64 << 20;
+
+/** Congestion state for a fresh connection (RFC 6928 initial window). */
+export function initCongestion(c: Conn): void {
+  c.cwnd = 10 * c.mss;
+  c.ssthresh = 0x7fffffff;
+  c.dupAcks = 0;
+  c.inRecovery = false;
+  c.nSacked = 0;
+}
+
+function timeout(c: Conn): number {
+  let ms = c.rto * (1 << (c.backoff < 16 ? c.backoff : 16));
+  if (ms > MAX_RTO) ms = MAX_RTO;
+  return ms;
+}
+
+/** Arms the retransmission timer if something is in flight and it is not running. */
+export function armRtx(t: TcpStack, c: Conn): void {
+  if (c.persist) {
+    c.persist = false;
+    t.wheel.cancel(c.rtx);
+  }
+  if (!c.rtx.armed && c.sndNxt !== c.sndUna) t.wheel.arm(c.rtx, timeout(c));
+}
+
+/** RFC 6298 §2: folds one RTT sample (ms) into srtt/rttvar and recomputes the RTO. */
+export function rttSample(c: Conn, r: number): void {
+  if (r < 0) return;
+  if (c.srtt === 0) {
+    c.srtt = r > 0 ? r : 0.5;
+    c.rttvar = r / 2;
+  } else {
+    const d = c.srtt > r ? c.srtt - r : r - c.srtt;
+    c.rttvar = 0.75 * c.rttvar + 0.25 * d;
+    c.srtt = 0.875 * c.srtt + 0.125 * r;
+  }
+  let rto = c.srtt + Math.max(1, 4 * c.rttvar);
+  if (rto < MIN_RTO) rto = MIN_RTO;
+  if (rto > MAX_RTO) rto = MAX_RTO;
+  c.rto = rto;
+}
+
+/**
+ * The guest acknowledged `acked` new bytes (sndUna already advanced). tsEcr: the echoed
+ * timestamp, or -1. Updates RTT, cwnd and recovery state, re-arms the timer, and sends
+ * whatever NewReno wants retransmitted; the caller then calls pushData for new data.
+ */
+export function onNewAck(t: TcpStack, c: Conn, acked: number, tsEcr: number): void {
+  // RTT: from the timestamp echo (RFC 7323 §4.1), else from the one timed segment (Karn).
+  if (c.tsOk && tsEcr > 0) rttSample(c, (tsNow(t) - tsEcr) | 0);
+  else if (c.rttTime >= 0 && seqGe(c.sndUna, c.rttSeq)) {
+    rttSample(c, t.now() - c.rttTime);
+    c.rttTime = -1;
+  }
+  c.backoff = 0;
+  pruneSacked(c);
+  if (c.inRecovery) {
+    if (seqGe(c.sndUna, c.recover)) {
+      // Full ACK (RFC 6582 §3.2 step 3): deflate and leave recovery.
+      const flight = (c.sndMax - c.sndUna) | 0;
+      c.cwnd = Math.min(c.ssthresh, Math.max(flight, 0) + c.mss);
+      c.inRecovery = false;
+      c.dupAcks = 0;
+    } else {
+      // Partial ACK: retransmit the next hole at once, deflate by what was acked.
+      if (seqLt(c.rexmitNxt, c.sndUna)) c.rexmitNxt = c.sndUna;
+      retransmitHole(t, c, true);
+      c.cwnd = Math.max(c.mss, c.cwnd - acked + c.mss);
+    }
+  } else {
+    c.dupAcks = 0;
+    if (c.cwnd < c.ssthresh) c.cwnd += acked; // slow start (byte counting)
+    else c.cwnd += Math.max(1, Math.floor((c.mss * acked) / c.cwnd));
+    if (c.cwnd > MAX_CWND) c.cwnd = MAX_CWND;
+  }
+  // RFC 6298 §5.2/5.3: stop the timer when all is acked, else restart it.
+  t.wheel.cancel(c.rtx);
+  c.persist = false;
+  if (c.sndNxt !== c.sndUna || seqLt(c.sndNxt, c.sndMax)) t.wheel.arm(c.rtx, timeout(c));
+}
+
+/** A duplicate ACK (RFC 5681 §2 definition) arrived. */
+export function onDupAck(t: TcpStack, c: Conn): void {
+  c.dupAcks++;
+  if (c.inRecovery) {
+    c.cwnd += c.mss; // each dup ACK: one segment left the network
+    retransmitHole(t, c, false);
+    return;
+  }
+  // Three dup ACKs, or SACK already showing 3 segments above the hole (RFC 6675 IsLost).
+  const lost = c.dupAcks >= 3 ||
+    (c.nSacked > 0 && ((c.sacked[2 * c.nSacked - 1] - c.sndUna) | 0) >= 3 * c.mss &&
+      c.dupAcks >= 1);
+  if (!lost) return;
+  // RFC 6582 §4.1: dup ACKs for data below the last recovery point (after a timeout's
+  // go-back-N) are likely caused by our own unnecessary retransmissions: no new recovery.
+  if (seqLt(c.sndUna, c.recover)) return;
+  const flight = (c.sndMax - c.sndUna) | 0;
+  c.ssthresh = Math.max(flight >>> 1, 2 * c.mss);
+  c.recover = c.sndMax;
+  c.inRecovery = true;
+  c.rexmitNxt = c.sndUna;
+  t.stats.fastRetransmits++;
+  retransmitHole(t, c, true);
+  c.cwnd = c.ssthresh + 3 * c.mss;
+}
+
+/**
+ * Retransmits the first segment at or after rexmitNxt that the guest has not SACKed. Without
+ * SACK information only the segment at sndUna goes (force, NewReno); with it, a hole is
+ * retransmitted only if SACKed data lies above it (it is then presumed lost).
+ */
+function retransmitHole(t: TcpStack, c: Conn, force: boolean): void {
+  let s = seqLt(c.rexmitNxt, c.sndUna) ? c.sndUna : c.rexmitNxt;
+  let limit = c.mss;
+  for (let i = 0; i < c.nSacked; i++) {
+    const l = c.sacked[2 * i], r = c.sacked[2 * i + 1];
+    if (seqGe(s, l) && seqLt(s, r)) s = r;
+    else if (seqGt(l, s)) {
+      const gap = (l - s) | 0;
+      if (gap < limit) limit = gap;
+      break;
+    }
+  }
+  const high = c.nSacked > 0 ? c.sacked[2 * c.nSacked - 1] : c.sndUna;
+  if (!force && !seqLt(s, high)) return;
+  if (!seqLt(s, c.sndMax)) return;
+  const n = retransmitAt(t, c, s, limit);
+  if (n > 0) {
+    c.rexmitNxt = (s + n) >>> 0;
+    t.stats.retransmits++;
+  }
+}
+
+/** Merges the guest's SACK blocks (left/right pairs in blocks[0..2n)) into the scoreboard. */
+export function updateSacked(c: Conn, blocks: Uint32Array, n: number): void {
+  const sc = SCRATCH;
+  let k = 0;
+  for (let i = 0; i < c.nSacked; i++) {
+    sc[2 * k] = c.sacked[2 * i];
+    sc[2 * k + 1] = c.sacked[2 * i + 1];
+    k++;
+  }
+  for (let i = 0; i < n; i++) {
+    const l = blocks[2 * i], r = blocks[2 * i + 1];
+    // Only blocks above sndUna and within what was sent (D-SACK and junk are ignored).
+    if (!seqGt(r, l) || !seqGt(l, c.sndUna) || seqGt(r, c.sndMax)) continue;
+    sc[2 * k] = l;
+    sc[2 * k + 1] = r;
+    k++;
+  }
+  // Insertion sort by left edge, then merge overlaps; keep the lowest four.
+  for (let i = 1; i < k; i++) {
+    const l = sc[2 * i], r = sc[2 * i + 1];
+    let j = i - 1;
+    while (j >= 0 && seqGt(sc[2 * j], l)) {
+      sc[2 * j + 2] = sc[2 * j];
+      sc[2 * j + 3] = sc[2 * j + 1];
+      j--;
+    }
+    sc[2 * j + 2] = l;
+    sc[2 * j + 3] = r;
+  }
+  let m = 0;
+  for (let i = 0; i < k; i++) {
+    const l = sc[2 * i], r = sc[2 * i + 1];
+    if (m > 0 && !seqGt(l, c.sacked[2 * m - 1])) {
+      if (seqGt(r, c.sacked[2 * m - 1])) c.sacked[2 * m - 1] = r;
+    } else if (m < 4) {
+      c.sacked[2 * m] = l;
+      c.sacked[2 * m + 1] = r;
+      m++;
+    }
+  }
+  c.nSacked = m;
+}
+const SCRATCH = new Uint32Array(32);
+
+/** Drops scoreboard blocks at or below sndUna. */
+function pruneSacked(c: Conn): void {
+  let m = 0;
+  for (let i = 0; i < c.nSacked; i++) {
+    const l = c.sacked[2 * i], r = c.sacked[2 * i + 1];
+    if (!seqGt(r, c.sndUna)) continue;
+    c.sacked[2 * m] = seqGt(l, c.sndUna) ? l : c.sndUna;
+    c.sacked[2 * m + 1] = r;
+    m++;
+  }
+  c.nSacked = m;
+}
+
+/**
+ * Zero window with data waiting and nothing in flight: nothing will come back from the
+ * guest on its own, so probe it (persist timer, backed off like the RTO, never gives up).
+ */
+export function persistIfStalled(t: TcpStack, c: Conn): void {
+  if (c.sndWnd !== 0 || c.sndNxt !== c.sndUna || c.rtx.armed) return;
+  if (c.sock === null || c.hostEof || !weMaySend(c.state)) return;
+  const q = c.sock.inq();
+  if (q <= 0) return;
+  c.persist = true;
+  t.wheel.arm(c.rtx, timeout(c));
+}
+
+/** The retransmission timer fired. */
+export function rtxTimeout(t: TcpStack, c: Conn): void {
+  if (c.persist) {
+    // Zero-window probe: the guest answers with its current window.
+    sendProbe(t, c);
+    t.stats.windowProbes++;
+    if (c.backoff < 16) c.backoff++;
+    t.wheel.arm(c.rtx, timeout(c));
+    return;
+  }
+  if (c.state === SYN_RCVD || c.state === SYN_SENT) {
+    if (c.backoff >= MAX_SYN_RETRIES) {
+      t.stats.timeouts++;
+      resetConn(t, c, "timeout");
+      return;
+    }
+    c.backoff++;
+    sendSyn(t, c, c.state === SYN_RCVD);
+    t.wheel.arm(c.rtx, timeout(c));
+    return;
+  }
+  if (c.sndNxt === c.sndUna && !seqLt(c.sndNxt, c.sndMax)) return; // nothing outstanding
+  if (c.backoff >= MAX_BACKOFF) {
+    t.stats.timeouts++;
+    resetConn(t, c, "timeout");
+    return;
+  }
+  t.stats.rtoTimeouts++;
+  // RFC 5681 §3.1 eq. 4, and go back to sndUna (RFC 6298 §5.4-5.6).
+  const flight = (c.sndMax - c.sndUna) | 0;
+  c.ssthresh = Math.max(flight >>> 1, 2 * c.mss);
+  c.cwnd = c.mss;
+  c.inRecovery = false;
+  c.dupAcks = 0;
+  c.recover = c.sndMax;
+  c.nSacked = 0;
+  c.rttTime = -1;
+  c.backoff++;
+  c.sndNxt = c.sndUna;
+  if (c.sock !== null) c.sock.setPeekOffset(0);
+  t.stats.retransmits++;
+  pushData(t, c);
+  if (!c.rtx.armed) t.wheel.arm(c.rtx, timeout(c));
+}
