@@ -90,7 +90,7 @@ export async function runDaemon(cfg: Config): Promise<number> {
   }
   if (!cfg.quiet) {
     console.error(
-      `[-] #${Deno.pid} Slirpnetstack stopped: ${JSON.stringify(stack.counters.snapshot())}`,
+      `[-] #${Deno.pid} Slirpnetstack stopped: ${JSON.stringify({ ...stack.counters.snapshot(), tcp: stack.tcp.snapshot() })}`,
     );
   }
   return 0;

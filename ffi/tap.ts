@@ -242,7 +242,7 @@ function setOffload(fd: number, name: string): number {
   return 0;
 }
 
-/** The ioctl name for a TUN_F_* mask, for logs: "csum,tso4,tso6". */
+/** A TUN_F_* mask for logs: "csum,tso4,tso6" or "none". */
 export function offloadNames(flags: number): string {
   const names = [];
   if (flags & TUN_F_CSUM) names.push("csum");

@@ -40,6 +40,7 @@ import {
 } from "./bench/report.ts";
 import { checkTcp, crr, fail, iperf, rr, rssMiB, type Sample, startEcho } from "./bench/measure.ts";
 import {
+  guestIf,
   startTool,
   toolCommand,
   type ToolName,
@@ -171,7 +172,7 @@ async function benchCell(
     }
     for (let i = 0; i < opt.runs && !aborting; i++) {
       for (const reverse of [false, true]) {
-        const r = await iperf(net.host, guest, opt.seconds, reverse);
+        const r = await iperf(net.host, guest, guestIf(tool), opt.seconds, reverse);
         const gone = dead();
         put(reverse ? "h2g" : "g2h", gone && !r.gbps.ok ? fail(gone) : r.gbps);
         put(

@@ -2,6 +2,7 @@
 // rtnetlink configuration, and frames through the tap (the guest kernel answers our frames,
 // ping in the guest succeeds). Every namespace is fresh (random suffix) and removed afterwards.
 
+import { skip } from "./harness.ts";
 import { makeNetns, must, run } from "./harness.ts";
 import { nsInode, openGuestNetnsDirect, withNetns } from "../ffi/netns.ts";
 import { openTap, Tap, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from "../ffi/tap.ts";
@@ -27,7 +28,7 @@ import {
   readUntil,
 } from "./ffi_helpers.ts";
 
-const SKIP = Deno.uid() !== 0 ? "needs root" : null;
+const SKIP = Deno.uid() !== 0 ? "skipped: needs root" : null;
 const here = () => nsInode("/proc/thread-self/ns/net");
 const tapName = () => `sdtap${Math.random().toString(36).slice(2, 8)}`;
 
@@ -60,7 +61,7 @@ async function ipJson<T>(ns: string, ...args: string[]): Promise<T> {
 
 Deno.test({
   name: "withNetns: runs fn in the target netns and always comes back",
-  ignore: SKIP !== null,
+  ignore: skip(SKIP, "ffi_core"),
   fn: async () => {
     await using ns = await makeNetns("wns");
     const home = here();
@@ -93,7 +94,7 @@ Deno.test({
 
 Deno.test({
   name: "withNetns: errors name the call and the path",
-  ignore: SKIP !== null,
+  ignore: skip(SKIP, "ffi_core"),
   fn: () => {
     const home = here();
     const e1 = assertThrows(() => withNetns("/nonexistent/ns/net", () => 1), SyscallError);
@@ -108,7 +109,7 @@ Deno.test({
 
 Deno.test({
   name: "openTap creates a tap and configureGuest sets it up like slirp4netns --configure",
-  ignore: SKIP !== null,
+  ignore: skip(SKIP, "ffi_core"),
   fn: async () => {
     await using ns = await makeNetns("cfg");
     await must(["ip", "-n", ns.name, "link", "set", "lo", "down"]); // configureGuest must raise it
@@ -175,7 +176,7 @@ Deno.test({
 
 Deno.test({
   name: "openTap attaches to an existing tap, and fails clearly for a missing or non-tap device",
-  ignore: SKIP !== null,
+  ignore: skip(SKIP, "ffi_core"),
   fn: async () => {
     await using ns = await makeNetns("att");
     const name = tapName();
@@ -273,19 +274,19 @@ async function pingThroughTap(vnetHdr: boolean): Promise<void> {
 
 Deno.test({
   name: "tap read/write with the vnet header: ARP + echo reply make the guest's ping succeed",
-  ignore: SKIP !== null,
+  ignore: skip(SKIP, "ffi_core"),
   fn: () => pingThroughTap(true),
 });
 
 Deno.test({
   name: "tap read/write without the vnet header (vnetLen 0)",
-  ignore: SKIP !== null,
+  ignore: skip(SKIP, "ffi_core"),
   fn: () => pingThroughTap(false),
 });
 
 Deno.test({
   name: "IPv6 is usable right after configureGuest: ping -6 fd00::2 goes out from fd00::100",
-  ignore: SKIP !== null,
+  ignore: skip(SKIP, "ffi_core"),
   fn: async () => {
     await using ns = await makeNetns("ping6");
     const name = tapName();

@@ -2,6 +2,7 @@
 // tick timeouts are honoured without spinning, a throwing handler does not end the loop, and
 // Deno timers still run while the loop is busy.
 
+import { skip } from "./harness.ts";
 import { makeNetns } from "./harness.ts";
 import { openGuestNetnsDirect } from "../ffi/netns.ts";
 import { openTap, Tap } from "../ffi/tap.ts";
@@ -10,7 +11,7 @@ import { EPOLLIN, EPOLLOUT, Poller } from "../ffi/poller.ts";
 import { openLibc } from "../ffi/libc.ts";
 import { assert, assertEquals, GUEST4, GW4, isArpRequest } from "./ffi_helpers.ts";
 
-const SKIP = Deno.uid() !== 0 ? "needs root" : null;
+const SKIP = Deno.uid() !== 0 ? "skipped: needs root" : null;
 
 const libc = openLibc({
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
@@ -133,7 +134,7 @@ Deno.test("Poller: Deno timers run while the loop is busy (it yields to the even
 
 Deno.test({
   name: "Poller: a readable tap reaches its handler with EPOLLIN",
-  ignore: SKIP !== null,
+  ignore: skip(SKIP, "ffi_poller"),
   fn: async () => {
     await using ns = await makeNetns("poll");
     const name = `sdtap${Math.random().toString(36).slice(2, 8)}`;

@@ -4,10 +4,11 @@
 // /dev/net/tun here is 0600 root, so the whole test runs in a private mount namespace in which a
 // 0666 tun node (on a tmpfs) is bind-mounted over /dev/net/tun; the user gets its own DENO_DIR.
 
+import { skip } from "./harness.ts";
 import { run } from "./harness.ts";
 import { assert, assertEquals } from "./ffi_helpers.ts";
 
-const SKIP = Deno.uid() !== 0 ? "needs root to set up the unprivileged user" : null;
+const SKIP = Deno.uid() !== 0 ? "skipped: needs root to set up the unprivileged user" : null;
 const PROG = new URL("./ffi_userns_prog.ts", import.meta.url).pathname;
 
 const SCRIPT = String.raw`
@@ -38,7 +39,7 @@ setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all sh -c '
 Deno.test({
   name:
     "userns: an unprivileged user opens, attaches and configures taps in its unshare -Urn netns",
-  ignore: SKIP !== null,
+  ignore: skip(SKIP, "ffi_userns"),
   fn: async () => {
     const sfx = Math.random().toString(36).slice(2, 7);
     const existing = `sdtex${sfx}`, fresh = `sdtnw${sfx}`;

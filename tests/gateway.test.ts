@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { FLAGS } from "../config.ts";
-import { Background, makeNetns, needs, run, slirpdCommand, startSlirpd } from "./harness.ts";
+import { Background, makeNetns, needs, run, skip, slirpdCommand, startSlirpd } from "./harness.ts";
 
 const PING = needs("ping");
 
@@ -26,7 +26,7 @@ Deno.test("gateway: --configure sets the guest up as slirp4netns does", async ()
 
 Deno.test({
   name: "gateway: guest pings 10.0.2.2, 10.0.2.3, fd00::2, fd00::3 and learns slirpd's MAC",
-  ignore: PING !== null,
+  ignore: skip(PING, "gateway ping"),
   fn: async () => {
     await using guest = await makeNetns("ping");
     await using slirpd = await startSlirpd({ guest, args: ["--configure"] });
@@ -68,7 +68,7 @@ Deno.test({
 
 Deno.test({
   name: "gateway: works without the vnet header, and on a tap that already exists",
-  ignore: PING !== null,
+  ignore: skip(PING, "gateway ping"),
   fn: async () => {
     await using guest = await makeNetns("exist");
     await guest.must(["ip", "tuntap", "add", "mode", "tap", "name", "tap7"]);

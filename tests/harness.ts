@@ -86,6 +86,15 @@ export function needs(...tools: string[]): string | null {
   return null;
 }
 
+/**
+ * For `Deno.test({ ignore: skip(reason) })`: prints "skipped: needs X — <test>" once so a skip
+ * is never silent, and returns whether to skip.
+ */
+export function skip(reason: string | null, what: string): boolean {
+  if (reason !== null) console.log(`${reason} — ${what}`);
+  return reason !== null;
+}
+
 function randomSuffix(): string {
   return Math.random().toString(36).slice(2, 8);
 }

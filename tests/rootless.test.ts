@@ -7,7 +7,7 @@
 // under /root.
 
 import assert from "node:assert/strict";
-import { Background, needs, run, slirpdCommand } from "./harness.ts";
+import { Background, needs, run, skip, slirpdCommand } from "./harness.ts";
 
 const REPO = new URL("..", import.meta.url).pathname;
 const SKIP = needs("setpriv", "unshare", "nsenter", "ping") ??
@@ -40,7 +40,7 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all bash -c 
 
 Deno.test({
   name: "rootless: an unprivileged user runs slirpd for its `unshare -Urn` namespace",
-  ignore: SKIP !== null,
+  ignore: skip(SKIP, "rootless"),
   fn: async () => {
     const deno = slirpdCommand()[0];
     await using sh = new Background(

@@ -13,6 +13,9 @@
 //   python3 PEER <client mode> ...  (in the guest namespace; prints OK and exits 0 on success)
 //
 // Data is a fixed random block repeated, so both ends hash what actually crossed.
+//
+// Also here (shared by the tcp_routing and tcp_pressure tests): makeWorld (isolated host and
+// remote namespaces, the peer servers, a guest, slirpd with routing) and /proc readers.
 
 const PEER_PY = String.raw`
 import hashlib
@@ -285,6 +288,16 @@ if __name__ == "__main__":
     print("OK", flush=True)
 `;
 
+import assert from "node:assert/strict";
+import {
+  type HostNet,
+  makeHostNet,
+  makeNetns,
+  type Netns,
+  type Slirpd,
+  startSlirpd,
+} from "./harness.ts";
+
 let path: string | null = null;
 
 /** Path of the peer script (written once per test process, removed at exit). */
@@ -300,6 +313,80 @@ export async function peerScript(): Promise<string> {
     path = p;
   }
   return path;
+}
+
+export interface World extends AsyncDisposable {
+  net: HostNet;
+  guest: Netns;
+  slirpd: Slirpd;
+  py: string;
+  /** Runs a peer client mode in the guest; asserts it printed OK. */
+  client(args: string[], timeoutMs?: number): Promise<string>;
+}
+
+/** Host + remote namespaces, the peer servers, a guest and slirpd with routing enabled. */
+export async function makeWorld(
+  extraArgs: string[] = [],
+  env?: Record<string, string>,
+): Promise<World> {
+  const py = await peerScript();
+  const net = await makeHostNet();
+  const stack: AsyncDisposable[] = [net];
+  const dispose = async () => {
+    for (const d of stack.reverse()) {
+      try {
+        await d[Symbol.asyncDispose]();
+      } catch { /* keep tearing down */ }
+    }
+  };
+  try {
+    const guest = await makeNetns("guest");
+    stack.push(guest);
+    const srv = net.remote.spawn(["python3", py, "serve"]);
+    stack.push(srv);
+    await srv.waitFor((b) => b.stdout.includes("ready"), 15_000, "peer servers");
+    const slirpd = await startSlirpd({
+      guest,
+      hostNs: net.host,
+      args: ["--configure", "--enable-routing", ...extraArgs],
+      env,
+    });
+    stack.push(slirpd);
+    return {
+      net,
+      guest,
+      slirpd,
+      py,
+      async client(args: string[], timeoutMs = 60_000): Promise<string> {
+        const r = await guest.exec(["python3", py, ...args], { timeoutMs });
+        assert.ok(
+          r.code === 0 && r.stdout.includes("OK"),
+          `${args.join(" ")} → exit ${r.code}\n${r.stdout}${r.stderr}\nslirpd:\n${
+            slirpd.stdout.slice(-2000)
+          }${slirpd.stderr.slice(-2000)}`,
+        );
+        return r.stdout;
+      },
+      [Symbol.asyncDispose]: dispose,
+    };
+  } catch (e) {
+    await dispose();
+    throw e;
+  }
+}
+
+/** Open file descriptors of a process (its sockets included). */
+export async function fdCount(pid: number): Promise<number> {
+  let n = 0;
+  for await (const _ of Deno.readDir(`/proc/${pid}/fd`)) n++;
+  return n;
+}
+
+/** Resident memory of a process, in bytes. */
+export async function rss(pid: number): Promise<number> {
+  const s = await Deno.readTextFile(`/proc/${pid}/status`);
+  const m = s.match(/VmRSS:\s+(\d+) kB/);
+  return m ? Number(m[1]) * 1024 : 0;
 }
 
 Deno.test("tcp peer script: is valid Python", async () => {

@@ -343,7 +343,6 @@ function findSynAck(frames: Uint8Array[], sport: number) {
 
 Deno.test({
   name: "wire kernel: the kernel accepts and answers what the emitters build",
-  sanitizeResources: false,
   async fn(t) {
     const ns = new Netns();
     const children: Deno.ChildProcess[] = [];

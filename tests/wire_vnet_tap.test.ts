@@ -8,7 +8,13 @@
 import assert from "node:assert/strict";
 import { bytesEqual, parseIp, u16 } from "../stack/wire/bytes.ts";
 import { completePartial, fold, pseudoSum } from "../stack/wire/checksum.ts";
-import { emitEthernet, ETH_HLEN, ETH_P_IP, ETH_P_IPV6, EthernetView } from "../stack/wire/ethernet.ts";
+import {
+  emitEthernet,
+  ETH_HLEN,
+  ETH_P_IP,
+  ETH_P_IPV6,
+  EthernetView,
+} from "../stack/wire/ethernet.ts";
 import { emitIpv4, IPV4_DF, IPV4_HLEN, Ipv4View } from "../stack/wire/ipv4.ts";
 import { emitIpv6, IPV6_HLEN, Ipv6View } from "../stack/wire/ipv6.ts";
 import { IPPROTO_UDP, setUdpPartialChecksum, UdpView } from "../stack/wire/udp.ts";
@@ -63,7 +69,7 @@ async function run(args: string[]): Promise<void> {
 
 /** Opens a vnet-header tap named `name` inside netns `ns` (setns there and back). */
 function openTap(ns: string, name: string): number {
-  const self = libc.open(cstr("/proc/thread-self/ns/net"), O_RDWR & 0 | O_CLOEXEC, 0);
+  const self = libc.open(cstr("/proc/thread-self/ns/net"), O_CLOEXEC, 0);
   const target = libc.open(cstr(`/run/netns/${ns}`), O_CLOEXEC, 0);
   assert.ok(self >= 0 && target >= 0, "netns fds");
   try {
@@ -75,7 +81,10 @@ function openTap(ns: string, name: string): number {
       ifr.set(enc.encode(name));
       new DataView(ifr.buffer).setUint16(16, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, true);
       assert.equal(libc.ioctl(fd, TUNSETIFF, ifr), 0, "TUNSETIFF");
-      assert.equal(libc.ioctlVal(fd, TUNSETOFFLOAD, BigInt(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)), 0);
+      assert.equal(
+        libc.ioctlVal(fd, TUNSETOFFLOAD, BigInt(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)),
+        0,
+      );
       return fd;
     } finally {
       assert.equal(libc.setns(self, CLONE_NEWNET), 0, "setns back");
@@ -146,7 +155,16 @@ function hostTcp(
   const ipOff = VNET_HDR_LEN + ETH_HLEN;
   const l4 = ipOff + (v6 ? IPV6_HLEN : IPV4_HLEN);
   const src = v6 ? HOST6 : HOST4, dst = v6 ? GUEST6 : GUEST4;
-  const ol = flags & TCP_SYN ? writeTcpOptions(tx, l4 + TCP_HLEN, { mss: 1460, wscale: 7, sackPermitted: false, hasTimestamp: false, tsVal: 0, tsEcr: 0 }) : 0;
+  const ol = flags & TCP_SYN
+    ? writeTcpOptions(tx, l4 + TCP_HLEN, {
+      mss: 1460,
+      wscale: 7,
+      sackPermitted: false,
+      hasTimestamp: false,
+      tsVal: 0,
+      tsEcr: 0,
+    })
+    : 0;
   const hl = emitTcp(tx, l4, sport, dport, seq, ack, flags, 65535, ol);
   const len = hl + payloadLen;
   if (v6) emitIpv6(tx, ipOff, 0, 0, len, IPPROTO_TCP, 64, src, dst);
@@ -212,7 +230,11 @@ async function withGuest(fn: (fd: number, ns: string) => Promise<void>) {
 }
 
 function guest(ns: string, args: string[]): Deno.ChildProcess {
-  return new Deno.Command("ip", { args: ["netns", "exec", ns, "timeout", "20", ...args], stdout: "piped", stderr: "null" })
+  return new Deno.Command("ip", {
+    args: ["netns", "exec", ns, "timeout", "20", ...args],
+    stdout: "piped",
+    stderr: "null",
+  })
     .spawn();
 }
 
@@ -224,14 +246,21 @@ for (const v6 of [false, true]) {
       const file = Deno.makeTempFileSync();
       Deno.writeFileSync(file, data);
       const host = v6 ? "[fd00::2]" : "10.0.2.2";
-      const sender = guest(ns, ["socat", "-u", `OPEN:${file}`, `TCP${v6 ? 6 : 4}:${host}:8080,sourceport=41000`]);
+      const sender = guest(ns, [
+        "socat",
+        "-u",
+        `OPEN:${file}`,
+        `TCP${v6 ? 6 : 4}:${host}:8080,sourceport=41000`,
+      ]);
       try {
         const got = new Uint8Array(data.length);
         let iss = 0, received = 0, gsoFrames = 0, maxFrame = 0, synAcked = false, done = false;
         const myIss = 0x7ffffff0;
         const ok = await pump(fd, 10_000, (n) => {
           const l = parseFrame(n);
-          if (!l || l.proto !== IPPROTO_TCP || !tcp.parse(rx, l.o, l.n) || tcp.dstPort !== 8080) return false;
+          if (!l || l.proto !== IPPROTO_TCP || !tcp.parse(rx, l.o, l.n) || tcp.dstPort !== 8080) {
+            return false;
+          }
           if (tcp.flags & TCP_SYN) {
             iss = tcp.seq;
             hostTcp(fd, v6, 8080, 41000, myIss, (iss + 1) >>> 0, TCP_SYN | TCP_ACK, 0);
@@ -249,15 +278,25 @@ for (const v6 of [false, true]) {
             assert.equal(tcp.checksum, fold(rxPseudo(l, IPPROTO_TCP, l.n)), "partial checksum");
             if ((vnet.gsoType & 0x7f) !== VIRTIO_NET_HDR_GSO_NONE) {
               gsoFrames++;
-              assert.equal(vnet.gsoType & 0x7f, v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4);
+              assert.equal(
+                vnet.gsoType & 0x7f,
+                v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4,
+              );
               assert.equal(vnet.gsoSize, v6 ? 1440 : 1460, "gso_size is the MSS");
-              assert.ok(vnet.hdrLen >= l.o - VNET_HDR_LEN + tcp.headerLen, "hdr_len covers the headers");
+              assert.ok(
+                vnet.hdrLen >= l.o - VNET_HDR_LEN + tcp.headerLen,
+                "hdr_len covers the headers",
+              );
               assert.ok(tcp.payloadLen > vnet.gsoSize);
             }
             maxFrame = Math.max(maxFrame, n);
             // Completing the partial sum gives a checksum that verifies.
             completePartial(rx, l.o, l.o + l.n, l.o + TCP_CSUM_OFFSET);
-            assert.ok(v6 ? tcp.verifyChecksum(16, ip6.srcOffset, ip6.dstOffset) : tcp.verifyChecksum(4, ip4.srcOffset, ip4.dstOffset));
+            assert.ok(
+              v6
+                ? tcp.verifyChecksum(16, ip6.srcOffset, ip6.dstOffset)
+                : tcp.verifyChecksum(4, ip4.srcOffset, ip4.dstOffset),
+            );
             const off = (tcp.seq - iss - 1) >>> 0;
             if (off === received) {
               got.set(rx.subarray(tcp.payloadOffset, tcp.payloadOffset + tcp.payloadLen), off);
@@ -269,7 +308,16 @@ for (const v6 of [false, true]) {
             done = true;
             ackFlags |= TCP_FIN;
           }
-          hostTcp(fd, v6, 8080, 41000, (myIss + 1) >>> 0, (iss + 1 + received + (done ? 1 : 0)) >>> 0, ackFlags, 0);
+          hostTcp(
+            fd,
+            v6,
+            8080,
+            41000,
+            (myIss + 1) >>> 0,
+            (iss + 1 + received + (done ? 1 : 0)) >>> 0,
+            ackFlags,
+            0,
+          );
           return done;
         });
         assert.ok(ok, `connection finished (received ${received})`);
@@ -292,10 +340,17 @@ Deno.test("vnet tap: guest UDP carries NEEDS_CSUM with the pseudo-header sum", a
   await withGuest(async (fd, ns) => {
     for (const v6 of [false, true]) {
       const host = v6 ? "[fd00::2]" : "10.0.2.2";
-      const p = guest(ns, ["sh", "-c", `printf 'vnet udp' | socat -u STDIN UDP${v6 ? 6 : 4}-SENDTO:${host}:5353,sourceport=41053`]);
+      const p = guest(ns, [
+        "sh",
+        "-c",
+        `printf 'vnet udp' | socat -u STDIN UDP${v6 ? 6 : 4}-SENDTO:${host}:5353,sourceport=41053`,
+      ]);
       const seen = await pump(fd, 5000, (n) => {
         const l = parseFrame(n);
-        if (!l || l.v6 !== v6 || l.proto !== IPPROTO_UDP || !udp.parse(rx, l.o, l.n) || udp.dstPort !== 5353) return false;
+        if (
+          !l || l.v6 !== v6 || l.proto !== IPPROTO_UDP || !udp.parse(rx, l.o, l.n) ||
+          udp.dstPort !== 5353
+        ) return false;
         assert.ok(vnet.needsCsum);
         assert.equal(vnet.gsoType, VIRTIO_NET_HDR_GSO_NONE);
         assert.equal(vnet.csumStart, l.o - VNET_HDR_LEN);
@@ -305,8 +360,15 @@ Deno.test("vnet tap: guest UDP carries NEEDS_CSUM with the pseudo-header sum", a
         setUdpPartialChecksum(rx, l.o, udp.length, v6 ? GUEST6 : GUEST4, v6 ? HOST6 : HOST4);
         assert.equal(u16(rx, l.o + 6), field);
         completePartial(rx, l.o, l.o + udp.length, l.o + 6);
-        assert.ok(v6 ? udp.verifyChecksum(16, ip6.srcOffset, ip6.dstOffset) : udp.verifyChecksum(4, ip4.srcOffset, ip4.dstOffset));
-        assert.equal(dec.decode(rx.subarray(udp.payloadOffset, udp.payloadOffset + udp.payloadLen)), "vnet udp");
+        assert.ok(
+          v6
+            ? udp.verifyChecksum(16, ip6.srcOffset, ip6.dstOffset)
+            : udp.verifyChecksum(4, ip4.srcOffset, ip4.dstOffset),
+        );
+        assert.equal(
+          dec.decode(rx.subarray(udp.payloadOffset, udp.payloadOffset + udp.payloadLen)),
+          "vnet udp",
+        );
         return true;
       });
       await p.output();
@@ -327,11 +389,14 @@ for (const v6 of [false, true]) {
         // SYN until the SYN-ACK comes (the listener may take a moment to start).
         for (let i = 0; i < 20 && guestIss < 0; i++) {
           hostTcp(fd, v6, 42000, port, myIss, 0, TCP_SYN, 0);
-          await pump(fd, 250, () => {
-            const l = parseFrame(rx.length > 0 ? Number(0) || lastN : 0);
-            return l !== null && false;
-          }).catch(() => false);
-          guestIss = lastSynAck(v6, port);
+          await pump(fd, 250, (n) => {
+            const l = parseFrame(n);
+            if (
+              l && l.proto === IPPROTO_TCP && tcp.parse(rx, l.o, l.n) && tcp.srcPort === port &&
+              tcp.flags === (TCP_SYN | TCP_ACK)
+            ) guestIss = tcp.seq;
+            return guestIss >= 0;
+          });
         }
         assert.ok(guestIss >= 0, "SYN-ACK from the guest");
         hostTcp(fd, v6, 42000, port, (myIss + 1) >>> 0, (guestIss + 1) >>> 0, TCP_ACK, 0);
@@ -339,15 +404,35 @@ for (const v6 of [false, true]) {
         const size = 30000;
         const l4 = VNET_HDR_LEN + ETH_HLEN + (v6 ? IPV6_HLEN : IPV4_HLEN);
         for (let i = 0; i < size; i++) tx[l4 + TCP_HLEN + i] = 0x41 + (i % 26);
-        hostTcp(fd, v6, 42000, port, (myIss + 1) >>> 0, (guestIss + 1) >>> 0, TCP_ACK | TCP_PSH, size, 1000);
+        hostTcp(
+          fd,
+          v6,
+          42000,
+          port,
+          (myIss + 1) >>> 0,
+          (guestIss + 1) >>> 0,
+          TCP_ACK | TCP_PSH,
+          size,
+          1000,
+        );
         // Wait for the guest to ACK all of it, then close with a RST.
         const acked = await pump(fd, 5000, (n) => {
           const l = parseFrame(n);
-          return l !== null && l.proto === IPPROTO_TCP && tcp.parse(rx, l.o, l.n) && tcp.srcPort === port &&
+          return l !== null && l.proto === IPPROTO_TCP && tcp.parse(rx, l.o, l.n) &&
+            tcp.srcPort === port &&
             tcp.ack === ((myIss + 1 + size) >>> 0);
         });
         assert.ok(acked, "the guest ACKed the whole super-frame");
-        hostTcp(fd, v6, 42000, port, (myIss + 1 + size) >>> 0, (guestIss + 1) >>> 0, TCP_RST | TCP_ACK, 0);
+        hostTcp(
+          fd,
+          v6,
+          42000,
+          port,
+          (myIss + 1 + size) >>> 0,
+          (guestIss + 1) >>> 0,
+          TCP_RST | TCP_ACK,
+          0,
+        );
         const out = await rcv.output();
         assert.equal(out.stdout.length, size);
         for (let i = 0; i < size; i++) assert.equal(out.stdout[i], 0x41 + (i % 26));

@@ -31,7 +31,7 @@ interface IperfJson {
   error?: string;
   end?: {
     sum_sent?: { bits_per_second?: number; retransmits?: number };
-    sum_received?: { bits_per_second?: number };
+    sum_received?: { bits_per_second?: number; bytes?: number };
   };
 }
 
@@ -50,6 +50,17 @@ async function listening(ns: Netns, port: number, server: Background, ms = 10_00
   throw new Error(`nothing listening on :${port} after ${ms} ms`);
 }
 
+/** Bytes the guest's interface sent (tx) or received (rx) so far; NaN when unreadable. */
+async function ifBytes(guest: Netns, ifname: string, dir: "rx" | "tx"): Promise<number> {
+  const r = await guest.exec(["ip", "-j", "-s", "link", "show", "dev", ifname]);
+  try {
+    const j = JSON.parse(r.stdout) as { stats64?: Record<string, { bytes: number }> }[];
+    return j[0]?.stats64?.[dir]?.bytes ?? NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 /**
  * One bounded iperf3 run from the guest to the server on HOST4 in the host namespace.
  * A fresh one-off server (`-s -1`) per run: a client that died mid-test cannot leave a busy
@@ -59,6 +70,7 @@ async function listening(ns: Netns, port: number, server: Background, ms = 10_00
 export async function iperf(
   host: Netns,
   guest: Netns,
+  ifname: string,
   seconds: number,
   reverse: boolean,
 ): Promise<IperfResult> {
@@ -94,7 +106,10 @@ export async function iperf(
     "5000",
     ...(reverse ? ["-R"] : []),
   ];
+  const dir = reverse ? "rx" : "tx";
+  const before = await ifBytes(guest, ifname, dir);
   const r = await run([...guest.prefix(), ...args], { timeoutMs: (seconds + 20) * 1000 });
+  const through = await ifBytes(guest, ifname, dir) - before;
   let j: IperfJson = {};
   try {
     j = JSON.parse(r.stdout) as IperfJson;
@@ -103,6 +118,12 @@ export async function iperf(
   const bps = j.end?.sum_received?.bits_per_second;
   if (r.code !== 0 || bps === undefined) {
     return failed(`iperf3 exit ${r.code}: ${oneLine(r.stderr || r.stdout) || "timed out"}`);
+  }
+  // The data must have crossed the guest's tap, i.e. the tool: a guest that reached the server
+  // some other way would make any number meaningless.
+  const bytes = j.end?.sum_received?.bytes ?? 0;
+  if (!(through >= bytes * 0.9)) {
+    return failed(`only ${through} of ${bytes} bytes crossed the guest's ${ifname}`);
   }
   const retr = j.end?.sum_sent?.retransmits;
   return {

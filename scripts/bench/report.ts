@@ -23,18 +23,20 @@ export interface MetricDef {
   label: string;
   better: "higher" | "lower" | "";
   digits: number;
+  /** Whether slirpd/peer means anything (not for event counts, which are often 0). */
+  ratio: boolean;
 }
 
 export const METRICS: MetricDef[] = [
-  { key: "g2h", label: "guest→host TCP Gbit/s", better: "higher", digits: 2 },
-  { key: "g2hRetr", label: "guest→host retransmits", better: "lower", digits: 0 },
-  { key: "h2g", label: "host→guest TCP Gbit/s (-R)", better: "higher", digits: 2 },
-  { key: "h2gRetr", label: "host→guest retransmits", better: "lower", digits: 0 },
-  { key: "rrP50", label: "TCP_RR 1 B p50 µs", better: "lower", digits: 0 },
-  { key: "rrP99", label: "TCP_RR 1 B p99 µs", better: "lower", digits: 0 },
-  { key: "crr", label: "TCP_CRR conn/s", better: "higher", digits: 0 },
-  { key: "rssIdle", label: "RSS after start MiB", better: "lower", digits: 1 },
-  { key: "rssPeak", label: "peak RSS MiB (VmHWM, iperf)", better: "lower", digits: 1 },
+  { key: "g2h", label: "guest→host TCP Gbit/s", better: "higher", digits: 2, ratio: true },
+  { key: "g2hRetr", label: "guest→host retransmits", better: "lower", digits: 0, ratio: false },
+  { key: "h2g", label: "host→guest TCP Gbit/s (-R)", better: "higher", digits: 2, ratio: true },
+  { key: "h2gRetr", label: "host→guest retransmits", better: "lower", digits: 0, ratio: false },
+  { key: "rrP50", label: "TCP_RR 1 B p50 µs", better: "lower", digits: 0, ratio: true },
+  { key: "rrP99", label: "TCP_RR 1 B p99 µs", better: "lower", digits: 0, ratio: true },
+  { key: "crr", label: "TCP_CRR conn/s", better: "higher", digits: 0, ratio: true },
+  { key: "rssIdle", label: "RSS after start MiB", better: "lower", digits: 1, ratio: true },
+  { key: "rssPeak", label: "peak RSS MiB (VmHWM, iperf)", better: "lower", digits: 1, ratio: true },
 ];
 
 /** The issue's reference numbers (Gbit/s, 2-core VM) the table is read against. */
@@ -72,7 +74,7 @@ function fmtNum(x: number, digits: number): string {
 
 function ratio(a: Value | undefined, b: Value | undefined): string {
   if (a?.kind !== "num" || b?.kind !== "num") return "-";
-  if (b.median === 0) return a.median === 0 ? "1.00x" : "-";
+  if (b.median === 0) return "-";
   return `${(a.median / b.median).toFixed(2)}x`;
 }
 
@@ -113,7 +115,7 @@ export function renderTable({ tools, mtus, results }: TableInput): string {
         return v.reason;
       });
       const ratios = withRatios.map((p) =>
-        ratio(results.get("slirpd")?.get(key), results.get(p)?.get(key))
+        m.ratio ? ratio(results.get("slirpd")?.get(key), results.get(p)?.get(key)) : ""
       );
       const ref = REFERENCE[key];
       rows.push([
@@ -131,7 +133,9 @@ export function renderTable({ tools, mtus, results }: TableInput): string {
   const out = [line(header), widths.map((w) => "-".repeat(w)).join("  ")];
   for (const r of rows) out.push(line(r));
   out.push("");
-  out.push("↑ higher is better, ↓ lower is better; ratios are slirpd/peer as is.");
+  out.push(
+    "↑ higher is better, ↓ lower is better; ratios are slirpd/peer as is (none for counts).",
+  );
   out.push("* = median of the runs that worked; some runs failed (see JSON).");
   if (notes.length) {
     out.push("");
@@ -169,7 +173,7 @@ export function ratiosJson(
   for (const p of ["slirp4netns", "pasta"] as ToolName[]) {
     if (!tools.includes(p)) continue;
     const r: Record<string, number | null> = {};
-    for (const m of METRICS) {
+    for (const m of METRICS.filter((m) => m.ratio)) {
       for (const mtu of mtus) {
         const k = cellKey(m.key, mtu);
         const a = results.get("slirpd")?.get(k);

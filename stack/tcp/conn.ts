@@ -148,6 +148,11 @@ export class Conn implements Keyed {
   recover = 0;
   /** In recovery: next sequence number that may be retransmitted (holes below are done). */
   rexmitNxt = 0;
+  /** sndMax when the segment at sndUna was last retransmitted (RACK-like loss detection). */
+  rexmitMark = 0;
+  /** Tail loss probe (RFC 8985 §7): the timer is armed as a probe; one probe per flight. */
+  tlpPending = false;
+  tlpDone = false;
 
   // --- timers ---
   /** Retransmission, SYN-ACK retransmission, persist. */

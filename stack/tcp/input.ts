@@ -240,15 +240,16 @@ function segmentArrives(t: TcpStack, c: Conn, m: PacketMeta): void {
     return;
   }
   const segWnd = v.window * (1 << c.sndWscale);
-  if (c.sackOk && o.sackCount > 0) updateSacked(c, o.sackBlocks, o.sackCount);
+  const newSack = c.sackOk && o.sackCount > 0 && updateSacked(c, o.sackBlocks, o.sackCount);
   let moved = false;
   if (seqGt(ack, c.sndUna)) {
     if (!ackNewData(t, c, ack, o.hasTimestamp ? o.tsEcr : -1)) return;
     moved = true;
   } else if (
-    ack === c.sndUna && len === 0 && !(flags & TH_FIN) && segWnd === c.sndWnd &&
-    (c.sndMax !== c.sndUna)
+    ack === c.sndUna && len === 0 && !(flags & TH_FIN) && c.sndMax !== c.sndUna &&
+    (newSack || (o.sackCount === 0 && segWnd === c.sndWnd))
   ) {
+    // A duplicate ACK: RFC 6675 (new SACK information) or RFC 5681 (same window, no SACK).
     t.stats.dupAcks++;
     onDupAck(t, c);
   }

@@ -37,13 +37,31 @@ function timeout(c: Conn): number {
   return ms;
 }
 
+/**
+ * Delay for the retransmission timer: a tail loss probe timeout (RFC 8985 §7.2: 2*SRTT, more
+ * when a lone segment may sit in the guest's delayed-ACK timer) while no probe was sent for
+ * this flight, else the RTO. A probe turns a lost tail into SACK information instead of a
+ * 200 ms+ timeout.
+ */
+function rtxDelay(c: Conn): number {
+  if (!c.tlpDone && !c.inRecovery && c.backoff === 0 && c.srtt > 0 && c.sackOk) {
+    c.tlpPending = true;
+    let pto = 2 * c.srtt;
+    if (((c.sndMax - c.sndUna) | 0) <= c.mss) pto += 40; // a guest delayed ACK (Linux: 40 ms)
+    if (pto < 10) pto = 10;
+    return pto < c.rto ? pto : c.rto;
+  }
+  c.tlpPending = false;
+  return timeout(c);
+}
+
 /** Arms the retransmission timer if something is in flight and it is not running. */
 export function armRtx(t: TcpStack, c: Conn): void {
   if (c.persist) {
     c.persist = false;
     t.wheel.cancel(c.rtx);
   }
-  if (!c.rtx.armed && c.sndNxt !== c.sndUna) t.wheel.arm(c.rtx, timeout(c));
+  if (!c.rtx.armed && c.sndNxt !== c.sndUna) t.wheel.arm(c.rtx, rtxDelay(c));
 }
 
 /** RFC 6298 §2: folds one RTT sample (ms) into srtt/rttvar and recomputes the RTO. */
@@ -76,6 +94,7 @@ export function onNewAck(t: TcpStack, c: Conn, acked: number, tsEcr: number): vo
     c.rttTime = -1;
   }
   c.backoff = 0;
+  c.tlpDone = false;
   pruneSacked(c);
   if (c.inRecovery) {
     if (seqGe(c.sndUna, c.recover)) {
@@ -99,7 +118,7 @@ export function onNewAck(t: TcpStack, c: Conn, acked: number, tsEcr: number): vo
   // RFC 6298 §5.2/5.3: stop the timer when all is acked, else restart it.
   t.wheel.cancel(c.rtx);
   c.persist = false;
-  if (c.sndNxt !== c.sndUna || seqLt(c.sndNxt, c.sndMax)) t.wheel.arm(c.rtx, timeout(c));
+  if (c.sndNxt !== c.sndUna || seqLt(c.sndNxt, c.sndMax)) t.wheel.arm(c.rtx, rtxDelay(c));
 }
 
 /** A duplicate ACK (RFC 5681 §2 definition) arrived. */
@@ -107,22 +126,29 @@ export function onDupAck(t: TcpStack, c: Conn): void {
   c.dupAcks++;
   if (c.inRecovery) {
     c.cwnd += c.mss; // each dup ACK: one segment left the network
+    // Data sent after our last retransmission of the first hole has been SACKed, and the
+    // hole is still there: the retransmission was lost too (RACK's idea, RFC 8985, with
+    // sequence numbers for times: the tap never reorders). Go over the holes again.
+    if (c.nSacked > 0 && seqGt(c.sacked[2 * c.nSacked - 1], c.rexmitMark)) {
+      c.rexmitNxt = c.sndUna;
+      c.rexmitMark = c.sndMax;
+    }
     retransmitHole(t, c, false);
     return;
   }
-  // Three dup ACKs, or SACK already showing 3 segments above the hole (RFC 6675 IsLost).
-  const lost = c.dupAcks >= 3 ||
-    (c.nSacked > 0 && ((c.sacked[2 * c.nSacked - 1] - c.sndUna) | 0) >= 3 * c.mss &&
-      c.dupAcks >= 1);
+  // Lost: three dup ACKs (RFC 5681), or any SACK above sndUna: the guest's tap link does not
+  // reorder, so a hole below SACKed data is a loss (RACK with a zero reordering window).
+  const lost = c.dupAcks >= 3 || c.nSacked > 0;
   if (!lost) return;
-  // RFC 6582 §4.1: dup ACKs for data below the last recovery point (after a timeout's
-  // go-back-N) are likely caused by our own unnecessary retransmissions: no new recovery.
-  if (seqLt(c.sndUna, c.recover)) return;
+  // RFC 6582 §4.1 (without SACK only): dup ACKs for data below the last recovery point
+  // (after a timeout's go-back-N) likely come from our own unnecessary retransmissions.
+  if (!c.sackOk && seqLt(c.sndUna, c.recover)) return;
   const flight = (c.sndMax - c.sndUna) | 0;
   c.ssthresh = Math.max(flight >>> 1, 2 * c.mss);
   c.recover = c.sndMax;
   c.inRecovery = true;
   c.rexmitNxt = c.sndUna;
+  c.rexmitMark = c.sndMax;
   t.stats.fastRetransmits++;
   retransmitHole(t, c, true);
   c.cwnd = c.ssthresh + 3 * c.mss;
@@ -148,6 +174,7 @@ function retransmitHole(t: TcpStack, c: Conn, force: boolean): void {
   const high = c.nSacked > 0 ? c.sacked[2 * c.nSacked - 1] : c.sndUna;
   if (!force && !seqLt(s, high)) return;
   if (!seqLt(s, c.sndMax)) return;
+  if (s === c.sndUna) c.rexmitMark = c.sndMax;
   const n = retransmitAt(t, c, s, limit);
   if (n > 0) {
     c.rexmitNxt = (s + n) >>> 0;
@@ -155,8 +182,12 @@ function retransmitHole(t: TcpStack, c: Conn, force: boolean): void {
   }
 }
 
-/** Merges the guest's SACK blocks (left/right pairs in blocks[0..2n)) into the scoreboard. */
-export function updateSacked(c: Conn, blocks: Uint32Array, n: number): void {
+/**
+ * Merges the guest's SACK blocks (left/right pairs in blocks[0..2n)) into the scoreboard.
+ * Returns true when they told something new (RFC 6675's DupAck definition).
+ */
+export function updateSacked(c: Conn, blocks: Uint32Array, n: number): boolean {
+  const before = sackedBytes(c);
   const sc = SCRATCH;
   let k = 0;
   for (let i = 0; i < c.nSacked; i++) {
@@ -196,8 +227,15 @@ export function updateSacked(c: Conn, blocks: Uint32Array, n: number): void {
     }
   }
   c.nSacked = m;
+  return sackedBytes(c) !== before;
 }
 const SCRATCH = new Uint32Array(32);
+
+function sackedBytes(c: Conn): number {
+  let n = 0;
+  for (let i = 0; i < c.nSacked; i++) n += (c.sacked[2 * i + 1] - c.sacked[2 * i]) | 0;
+  return n;
+}
 
 /** Drops scoreboard blocks at or below sndUna. */
 function pruneSacked(c: Conn): void {
@@ -227,6 +265,21 @@ export function persistIfStalled(t: TcpStack, c: Conn): void {
 
 /** The retransmission timer fired. */
 export function rtxTimeout(t: TcpStack, c: Conn): void {
+  if (c.tlpPending) {
+    // Tail loss probe: send the last segment again; the full RTO follows if that fails.
+    c.tlpPending = false;
+    c.tlpDone = true;
+    if (c.sndNxt !== c.sndUna && c.sock !== null) {
+      t.stats.tailLossProbes++;
+      if (c.finSent && c.sndMax === ((c.finSeq + 1) >>> 0)) retransmitAt(t, c, c.finSeq, 1);
+      else {
+        const back = Math.min((c.sndMax - c.sndUna) | 0, c.mss - (c.tsOk ? 12 : 0));
+        retransmitAt(t, c, (c.sndMax - back) >>> 0, back);
+      }
+    }
+    t.wheel.arm(c.rtx, timeout(c));
+    return;
+  }
   if (c.persist) {
     // Zero-window probe: the guest answers with its current window.
     sendProbe(t, c);

@@ -75,7 +75,7 @@ export interface TcpConfig {
   keepIdleMs?: number;
   keepIntervalMs?: number;
   keepCount?: number;
-  /** RecvStore pool: buffer size and count (default 256 KiB × 64 = 16 MiB at most). */
+  /** RecvStore pool: buffer size and count (default 1 MiB × 32 = 32 MiB at most). */
   storeBufSize?: number;
   storeBuffers?: number;
   /**
@@ -113,6 +113,7 @@ export class TcpStats {
   retransmits = 0;
   retransmittedBytes = 0;
   fastRetransmits = 0;
+  tailLossProbes = 0;
   rtoTimeouts = 0;
   timeouts = 0;
   windowProbes = 0;
@@ -168,7 +169,7 @@ export class TcpStack {
     readonly cfg: TcpConfig,
   ) {
     this.table = new ConnTable<Conn>(cfg.maxConns ?? 16384);
-    this.pool = new StorePool(cfg.storeBufSize ?? 256 * 1024, cfg.storeBuffers ?? 64);
+    this.pool = new StorePool(cfg.storeBufSize ?? 1 << 20, cfg.storeBuffers ?? 32);
     this.timeWaitMs = cfg.timeWaitMs ?? 5000;
     this.keepIdleMs = cfg.keepIdleMs ?? 7_200_000;
     this.keepIntervalMs = cfg.keepIntervalMs ?? 75_000;
