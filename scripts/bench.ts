@@ -141,9 +141,10 @@ async function benchCell(
   tool: ToolName,
   mtu: number,
   opt: Options,
+  samples: Map<MetricKey, Sample[]>,
 ): Promise<Map<MetricKey, Sample[]>> {
-  const samples = new Map<MetricKey, Sample[]>(METRICS.map((m) => [m.key, []]));
-  const put = (k: MetricKey, s: Sample) => samples.get(k)!.push(s);
+  // After an abort, clients fail because their namespaces are gone: not the tool's fault.
+  const put = (k: MetricKey, s: Sample) => aborting || samples.get(k)!.push(s);
   const failAll = (reason: string, except: MetricKey[] = []) => {
     for (const m of METRICS) if (!except.includes(m.key)) put(m.key, fail(reason));
   };
@@ -151,7 +152,9 @@ async function benchCell(
   live.add(scope);
   try {
     const net = scope.add(await makeHostNet());
-    const guest = scope.add(await makeNetns(`g${tool.slice(0, 5)}`));
+    // Labels of our own (the harness names host/remote alike for everyone): bslirpd, bs4n, bpasta.
+    const label = { slirpd: "bslirpd", slirp4netns: "bs4n", pasta: "bpasta" }[tool];
+    const guest = scope.add(await makeNetns(label));
     scope.add(await startEcho(net.host));
     log(`${tool} mtu ${mtu}: ${(await toolCommand(tool, net, guest, mtu)).join(" ")}`);
     let proc;
@@ -164,6 +167,11 @@ async function benchCell(
     put("rssIdle", rssMiB(proc.pid, "VmRSS"));
     const dead = () =>
       proc.alive() ? null : `${tool} exited: ${proc.output().split("\n").slice(-3).join(" ")}`;
+    // A failure after the tool died is the tool's death, whatever the client saw.
+    const blame = (s: Sample): Sample => {
+      const gone = s.ok ? null : dead();
+      return gone ? fail(gone) : s;
+    };
     const broken = await checkTcp(guest) ?? dead();
     if (broken) {
       log(`${tool} mtu ${mtu}: ${broken}`);
@@ -173,12 +181,8 @@ async function benchCell(
     for (let i = 0; i < opt.runs && !aborting; i++) {
       for (const reverse of [false, true]) {
         const r = await iperf(net.host, guest, guestIf(tool), opt.seconds, reverse);
-        const gone = dead();
-        put(reverse ? "h2g" : "g2h", gone && !r.gbps.ok ? fail(gone) : r.gbps);
-        put(
-          reverse ? "h2gRetr" : "g2hRetr",
-          gone && !r.retransmits.ok ? fail(gone) : r.retransmits,
-        );
+        put(reverse ? "h2g" : "g2h", blame(r.gbps));
+        put(reverse ? "h2gRetr" : "g2hRetr", blame(r.retransmits));
         log(
           `${tool} mtu ${mtu} ${reverse ? "h→g" : "g→h"} run ${i + 1}: ${
             show(r.gbps, "Gbit/s")
@@ -190,9 +194,9 @@ async function benchCell(
     put("rssPeak", dead() ? fail(dead()!) : rssMiB(proc.pid, "VmHWM"));
     for (let i = 0; i < opt.runs && !aborting; i++) {
       const r = await rr(guest, opt.rrN, 10_000);
-      put("rrP50", r.p50);
-      put("rrP99", r.p99);
-      const c = await crr(guest, opt.crrMs);
+      put("rrP50", blame(r.p50));
+      put("rrP99", blame(r.p99));
+      const c = blame(await crr(guest, opt.crrMs));
       put("crr", c);
       log(
         `${tool} mtu ${mtu} rr run ${i + 1}: p50 ${show(r.p50, "µs")} p99 ${show(r.p99, "µs")}, ` +
@@ -241,6 +245,14 @@ const results: Results = new Map();
 for (const t of opt.tools) results.set(t, new Map());
 const record = (t: ToolName, k: string, v: Value) => results.get(t)!.set(k, v);
 
+function recordCell(tool: ToolName, mtu: number, samples: Map<MetricKey, Sample[]>) {
+  for (const [k, s] of samples) {
+    if (s.length) record(tool, cellKey(k, mtu), aggregate(s));
+  }
+}
+/** The cell being measured, so an abort can still report what it had. */
+let partial: { tool: ToolName; mtu: number; samples: Map<MetricKey, Sample[]> } | null = null;
+
 let finished = false;
 let current: Promise<unknown> = Promise.resolve();
 async function finish(note: string | null): Promise<void> {
@@ -279,6 +291,7 @@ async function finish(note: string | null): Promise<void> {
 async function abort(why: string, code: number): Promise<void> {
   if (aborting) return;
   aborting = why;
+  if (partial) recordCell(partial.tool, partial.mtu, partial.samples);
   log(`${why}: cleaning up`);
   await Promise.all([...live].map((s) => s.dispose()));
   await finish(`stopped early: ${why}`);
@@ -306,13 +319,14 @@ for (const mtu of opt.mtus) {
       for (const m of METRICS) record(tool, cellKey(m.key, mtu), { kind: "none", reason: why });
       continue;
     }
-    const cell = benchCell(tool, mtu, opt);
+    const samples = new Map<MetricKey, Sample[]>(METRICS.map((m) => [m.key, []]));
+    partial = { tool, mtu, samples };
+    const cell = benchCell(tool, mtu, opt, samples);
     current = cell;
-    const samples = await cell;
+    await cell;
     if (aborting) break;
-    for (const [k, s] of samples) {
-      if (s.length) record(tool, cellKey(k, mtu), aggregate(s));
-    }
+    recordCell(tool, mtu, samples);
+    partial = null;
   }
 }
 if (!aborting) {

@@ -310,8 +310,9 @@ export function pushData(t: TcpStack, c: Conn): void {
 }
 
 /**
- * Retransmits one segment at `seq` (at most `maxLen` bytes, not past sndMax) without moving
- * sndNxt: fast retransmit and SACK hole filling. Returns the bytes sent (1 for a lone FIN).
+ * Retransmits from `seq` (at most `maxLen` bytes, not past sndMax; with GSO a whole hole can
+ * go as one super-frame) without moving sndNxt: fast retransmit, SACK hole filling, tail
+ * loss probes. Returns the bytes sent (1 for a lone FIN).
  */
 export function retransmitAt(t: TcpStack, c: Conn, seq: number, maxLen: number): number {
   const sock = c.sock;
@@ -324,16 +325,17 @@ export function retransmitAt(t: TcpStack, c: Conn, seq: number, maxLen: number):
   const end = c.finSent ? c.finSeq : c.sndMax;
   const hdr = dataHeaderLen(t, c);
   const seg = c.mss - (hdr - 20);
+  const most = maxSegment(t, c, seg);
   let len = (end - seq) | 0;
   if (len > maxLen) len = maxLen;
-  if (len > seg) len = seg;
+  if (len > most) len = most;
   if (len <= 0) return 0;
   const l4 = t.tx.l4Offset(c.family);
   sock.setPeekOffset((seq - c.sndUna) >>> 0);
   const n = sock.peek(t.tx.buf, l4 + hdr, len);
   sock.setPeekOffset((c.sndNxt - c.sndUna) >>> 0);
   if (n <= 0) return 0;
-  sendSegment(t, c, TH_ACK, seq, n, hdr, 0);
+  sendSegment(t, c, TH_ACK, seq, n, hdr, n > seg ? seg : 0);
   t.stats.retransmittedBytes += n;
   if (c.rttTime >= 0 && seqGt(c.rttSeq, seq)) c.rttTime = -1; // Karn: that sample is void
   return n;

@@ -161,13 +161,14 @@ export function onDupAck(t: TcpStack, c: Conn): void {
  */
 function retransmitHole(t: TcpStack, c: Conn, force: boolean): void {
   let s = seqLt(c.rexmitNxt, c.sndUna) ? c.sndUna : c.rexmitNxt;
+  // Without SACK information above it, one segment (NewReno); a hole below SACKed data is
+  // lost as a whole and goes at once (one GSO frame when the tap takes them).
   let limit = c.mss;
   for (let i = 0; i < c.nSacked; i++) {
     const l = c.sacked[2 * i], r = c.sacked[2 * i + 1];
     if (seqGe(s, l) && seqLt(s, r)) s = r;
     else if (seqGt(l, s)) {
-      const gap = (l - s) | 0;
-      if (gap < limit) limit = gap;
+      limit = (l - s) | 0;
       break;
     }
   }
