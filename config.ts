@@ -8,6 +8,9 @@
 // slirpnetstack see what they expect: `invalid value "X" for flag -mtu: REASON`.
 
 import { parseArgs } from "node:util";
+import { type FlagRules, parseRules, RuleError } from "./firewall/rules.ts";
+import { parseIp } from "./stack/wire/bytes.ts";
+import { type Cidr, CIDR4_MAX_LEN, CIDR6_MAX_LEN, parseCidr } from "./stack/netplan.ts";
 
 export interface Config {
   /** Path of the guest's network namespace (`/proc/PID/ns/net` or a bind mount). */
@@ -29,7 +32,29 @@ export interface Config {
   form: "slirpnetstack" | "slirp4netns";
   /** Milliseconds a host connect() may take before the guest gets RST. */
   connectTimeoutMs: number;
+  /** Milliseconds a UDP flow may stay idle before its host socket is closed. */
+  udpTimeoutMs: number;
+  /** Most UDP flows at once (the one idle longest is evicted for a new one). */
+  maxUdpFlows: number;
+  /** --allow / --deny: one entry per flag occurrence (names resolved at start, daemon.ts). */
+  allow: FlagRules[];
+  deny: FlagRules[];
+  /** Never reach the host's 127.0.0.0/8 or ::1 (slirp4netns --disable-host-loopback). */
+  disableHostLoopback: boolean;
+  /** Host address for outgoing IPv4/IPv6 flows (--outbound-addr[6] IP|IFNAME, --source-ipv4/6). */
+  outbound4: Outbound | null;
+  outbound6: Outbound | null;
+  /** The guest networks (--cidr, --cidr6): addresses are network+2 (gateway), +3 (DNS), +100. */
+  cidr4: Cidr;
+  cidr6: Cidr;
+  /** The DNS forwarder at network+3 (off with --disable-dns). */
+  dns: boolean;
+  /** Where the DNS forwarder reads its upstream servers (--resolv-conf). */
+  resolvConf: string;
 }
+
+/** A bind address: literal, or an interface whose address the daemon looks up at start. */
+export type Outbound = { addr: Uint8Array } | { ifname: string };
 
 export const MTU_MIN = 1280;
 export const MTU_MAX = 65521;
@@ -48,6 +73,8 @@ interface FlagSpec {
   arg?: string;
   short?: string;
   default?: string | boolean;
+  /** Repeatable (each occurrence adds to a list). */
+  multiple?: boolean;
 }
 
 export const FLAGS: Record<string, FlagSpec> = {
@@ -66,7 +93,8 @@ export const FLAGS: Record<string, FlagSpec> = {
     type: "boolean",
     short: "c",
     help:
-      "create the tap and configure the guest: lo up, 10.0.2.100/24, fd00::100/64, default routes",
+      "create the tap and configure the guest: lo up, 10.0.2.100/24, fd00::100/64 (network+100 " +
+      "of --cidr/--cidr6), default routes",
   },
   "mtu": {
     type: "string",
@@ -98,6 +126,79 @@ export const FLAGS: Record<string, FlagSpec> = {
     arg: "SECONDS",
     default: "10",
     help: "how long a host connect() may take before the guest gets RST",
+  },
+  "udp-timeout": {
+    type: "string",
+    arg: "SECONDS",
+    default: "120",
+    help: "idle time after which a UDP flow and its host socket are closed",
+  },
+  "max-udp-flows": {
+    type: "string",
+    arg: "N",
+    default: "4096",
+    help: "most UDP flows at once; the one idle longest is evicted for a new one",
+  },
+  "cidr": {
+    type: "string",
+    arg: "CIDR",
+    default: "10.0.2.0/24",
+    help: `guest IPv4 network, prefix length 1..${CIDR4_MAX_LEN}, host bits zero: ` +
+      "gateway .2, DNS .3, DHCP .15-.30, guest .100",
+  },
+  "cidr6": {
+    type: "string",
+    arg: "CIDR",
+    default: "fd00::/64",
+    help: `guest IPv6 network, prefix length 1..${CIDR6_MAX_LEN} (SLAAC needs 64), ` +
+      "host bits zero: gateway ::2, DNS ::3, guest ::100",
+  },
+  "disable-dns": {
+    type: "boolean",
+    help: "no DNS forwarder at network+3 (10.0.2.3, fd00::3); DHCP and RAs name no DNS",
+  },
+  "resolv-conf": {
+    type: "string",
+    arg: "PATH",
+    default: "/etc/resolv.conf",
+    help: "upstream nameservers of the DNS forwarder (re-read when the file changes)",
+  },
+  "allow": {
+    type: "string",
+    arg: "RULE",
+    multiple: true,
+    help: "allow flows to [tcp|udp|icmp|any://]HOST[:PORT[-PORT]] (HOST: IP, CIDR, [IPv6], name; " +
+      "comma-separated, repeatable; opens even the sanity block list)",
+  },
+  "deny": {
+    type: "string",
+    arg: "RULE",
+    multiple: true,
+    help: "deny flows to RULE (same syntax as --allow; beats --allow)",
+  },
+  "disable-host-loopback": {
+    type: "boolean",
+    help: "never reach the host's loopback (127.0.0.0/8, ::1), whatever --allow says",
+  },
+  "outbound-addr": {
+    type: "string",
+    arg: "IP|IFNAME",
+    help: "host IPv4 address (or the interface whose address) outgoing IPv4 flows come from",
+  },
+  "outbound-addr6": {
+    type: "string",
+    arg: "IP|IFNAME",
+    help: "host IPv6 address (or the interface whose address) outgoing IPv6 flows come from",
+  },
+  "source-ipv4": {
+    type: "string",
+    arg: "IP",
+    help: "source IPv4 address of outgoing flows (slirpnetstack's name for --outbound-addr)",
+  },
+  "source-ipv6": {
+    type: "string",
+    arg: "IP",
+    help: "source IPv6 address of outgoing flows (slirpnetstack's name for --outbound-addr6)",
   },
   "quiet": { type: "boolean", short: "q", help: "do not log connections" },
   "help": { type: "boolean", short: "h", help: "show this help" },
@@ -140,6 +241,58 @@ function intFlag(
   return n;
 }
 
+function cidrFlag(flag: string, value: string, family: 4 | 6): Cidr {
+  const c = parseCidr(value, family);
+  if (typeof c === "string") throw invalid(flag, value, c);
+  return c;
+}
+
+function nonEmpty(flag: string, value: string): string {
+  if (value === "") throw invalid(flag, value, "must not be empty");
+  return value;
+}
+
+function ruleFlag(flag: string, values: string[] | undefined): FlagRules[] {
+  return (values ?? []).map((value) => {
+    try {
+      return { flag, value, specs: parseRules(value) };
+    } catch (e) {
+      if (e instanceof RuleError) throw invalid(flag, value, e.message);
+      throw e;
+    }
+  });
+}
+
+/** --outbound-addr[6] (IP or interface) and --source-ipv4/6 (IP): one bind address a family. */
+function outboundFlag(
+  v: Record<string, unknown>,
+  family: 4 | 6,
+  addrFlag: string,
+  sourceFlag: string,
+): Outbound | null {
+  const size = family === 4 ? 4 : 16;
+  const out = v[addrFlag] as string | undefined;
+  const src = v[sourceFlag] as string | undefined;
+  if (out !== undefined && src !== undefined) {
+    throw invalid(sourceFlag, src, `-${addrFlag} is given too (they set the same address)`);
+  }
+  if (src !== undefined) {
+    const ip = parseIp(src);
+    if (!ip || ip.length !== size) throw invalid(sourceFlag, src, `not an IPv${family} address`);
+    return { addr: ip };
+  }
+  if (out === undefined) return null;
+  const ip = parseIp(out);
+  if (ip && ip.length === size) return { addr: ip };
+  if (
+    ip === null && /^[A-Za-z0-9_.:-]{1,15}$/.test(out) && !out.includes(":") && out !== "." &&
+    out !== ".." && !/^[0-9.]+$/.test(out)
+  ) {
+    return { ifname: out };
+  }
+  throw invalid(addrFlag, out, `has to be a valid IPv${family} address or interface name`);
+}
+
 /** Go's flag package takes `-flag`; node's parseArgs wants `--flag`. */
 function normalize(argv: string[]): string[] {
   const out: string[] = [];
@@ -160,10 +313,11 @@ export type ParseResult = { help: true } | { help: false; config: Config };
 export function parseConfig(argv: string[]): ParseResult {
   const options: Record<
     string,
-    { type: "string" | "boolean"; short?: string }
+    { type: "string" | "boolean"; short?: string; multiple?: boolean }
   > = {};
   for (const [name, f] of Object.entries(FLAGS)) {
     options[name] = f.short ? { type: f.type, short: f.short } : { type: f.type };
+    if (f.multiple) options[name].multiple = true;
   }
   let parsed;
   try {
@@ -176,7 +330,7 @@ export function parseConfig(argv: string[]): ParseResult {
   } catch (e) {
     throw new UsageError(describeParseError(e));
   }
-  const v = parsed.values as Record<string, string | boolean | undefined>;
+  const v = parsed.values as Record<string, string | boolean | string[] | undefined>;
   if (v.help) return { help: true };
   const str = (k: string) => (v[k] as string | undefined) ?? (FLAGS[k].default as string);
 
@@ -230,6 +384,17 @@ export function parseConfig(argv: string[]): ParseResult {
       enableHost: Boolean(v["enable-host"]),
       form,
       connectTimeoutMs: intFlag("connect-timeout", str("connect-timeout"), 1, 3600) * 1000,
+      udpTimeoutMs: intFlag("udp-timeout", str("udp-timeout"), 1, 86400) * 1000,
+      maxUdpFlows: intFlag("max-udp-flows", str("max-udp-flows"), 1, 1 << 20),
+      allow: ruleFlag("allow", v.allow as string[] | undefined),
+      deny: ruleFlag("deny", v.deny as string[] | undefined),
+      disableHostLoopback: Boolean(v["disable-host-loopback"]),
+      outbound4: outboundFlag(v, 4, "outbound-addr", "source-ipv4"),
+      outbound6: outboundFlag(v, 6, "outbound-addr6", "source-ipv6"),
+      cidr4: cidrFlag("cidr", str("cidr"), 4),
+      cidr6: cidrFlag("cidr6", str("cidr6"), 6),
+      dns: !v["disable-dns"],
+      resolvConf: nonEmpty("resolv-conf", str("resolv-conf")),
     },
   };
 }

@@ -14,9 +14,10 @@ import { configureGuest } from "./ffi/netlink.ts";
 import { EPOLLIN, Poller } from "./ffi/poller.ts";
 import { openGuestNetns } from "./ffi/userns.ts";
 import { writeAndClose } from "./ffi/fd.ts";
-import { defaultNetPlan, type NetPlan } from "./stack/netplan.ts";
+import { type NetPlan, netPlanFrom } from "./stack/netplan.ts";
 import { Stack } from "./stack/stack.ts";
-import { makePolicy } from "./firewall/policy.ts";
+import { openFirewall, prepareFirewall } from "./firewall/start.ts";
+import { FlagValueError } from "./firewall/rules.ts";
 
 async function attach(cfg: Config, plan: NetPlan): Promise<Tap> {
   const ns = await openGuestNetns(cfg.netns);
@@ -49,19 +50,39 @@ async function attach(cfg: Config, plan: NetPlan): Promise<Tap> {
 }
 
 export async function runDaemon(cfg: Config): Promise<number> {
-  const plan = defaultNetPlan();
+  const plan = netPlanFrom(cfg.cidr4, cfg.cidr6);
+  const log = cfg.quiet ? () => {} : (line: string) => console.log(line);
+  // Firewall lines (resolved names, blocked flows) go to stderr: stdout carries only the
+  // connection lines scripts written for slirpnetstack read one by one.
+  const fwLog = cfg.quiet ? () => {} : (line: string) => console.error(line);
+  // Rule names and --outbound-addr interfaces first: a bad one stops slirpd before the guest
+  // is touched, with a usage line (exit 2).
+  let prepared;
+  try {
+    prepared = await prepareFirewall(cfg, fwLog);
+  } catch (e) {
+    if (!(e instanceof FlagValueError)) throw e;
+    console.error(`slirpd: ${e.message}`);
+    return 2;
+  }
+  if ((prepared.outbound4 || prepared.outbound6) && !cfg.quiet) {
+    console.error("[!] --outbound-addr/--source-ipv4/6: accepted, not applied yet (engine hook)");
+  }
   const tap = await attach(cfg, plan);
   const poller = new Poller();
-  const log = cfg.quiet ? () => {} : (line: string) => console.log(line);
+  const fw = openFirewall(cfg, prepared, plan, poller, fwLog);
   const stack = new Stack({
     plan,
     mtu: cfg.mtu,
     tap,
     poller,
-    policy: makePolicy(cfg, plan),
+    policy: fw.firewall.policy,
     log,
     quiet: cfg.quiet,
     connectTimeoutMs: cfg.connectTimeoutMs,
+    udpTimeoutMs: cfg.udpTimeoutMs,
+    maxUdpFlows: cfg.maxUdpFlows,
+    services: { dns: cfg.dns, resolvConf: cfg.resolvConf, configured: cfg.configure },
   });
   poller.add(tap, EPOLLIN, () => stack.drainTap());
 
@@ -84,13 +105,23 @@ export async function runDaemon(cfg: Config): Promise<number> {
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
     stack.close();
+    fw.close();
     poller.remove(tap);
     tap.close();
     poller.close();
   }
   if (!cfg.quiet) {
     console.error(
-      `[-] #${Deno.pid} Slirpnetstack stopped: ${JSON.stringify({ ...stack.counters.snapshot(), tcp: stack.tcp.snapshot() })}`,
+      `[-] #${Deno.pid} Slirpnetstack stopped: ${
+        JSON.stringify({
+          ...stack.counters.snapshot(),
+          tcp: stack.tcp.snapshot(),
+          udp: stack.udp.snapshot(),
+          ping: stack.ping.snapshot(),
+          services: stack.services?.snapshot(),
+          firewall: fw.firewall.stats,
+        })
+      }`,
     );
   }
   return 0;

@@ -2,7 +2,11 @@
 // names them explicitly. Loopback and "this host" ranges would let a sandboxed guest talk to
 // services bound to the host's loopback; the guest's own network would loop back into itself;
 // the IPv4-mapped, IPv4-compatible and NAT64 ranges are other spellings of IPv4 addresses that
-// would dodge the IPv4 rules.
+// would dodge the IPv4 rules. (slirpnetstack's StaticRoutingDeny, plus the guest's IPv6 network.)
+// An --allow rule opens a range of it (step 2 comes before step 3).
+
+import type { NetPlan } from "../stack/netplan.ts";
+import { PrefixSet } from "./decide.ts";
 
 export interface Prefix {
   addr: Uint8Array;
@@ -39,4 +43,19 @@ export function inPrefix(addr: Uint8Array, prefix: Prefix): boolean {
   if (rest === 0) return true;
   const mask = (0xff << (8 - rest)) & 0xff;
   return (addr[whole] & mask) === (prefix.addr[whole] & mask);
+}
+
+/** The whole list for one configuration: the fixed part plus the guest's two networks. */
+export function sanityList(plan: NetPlan): Prefix[] {
+  return [
+    ...SANITY_V4,
+    { addr: plan.prefix4, len: plan.prefixLen4 },
+    ...SANITY_V6,
+    { addr: plan.prefix6, len: plan.prefixLen6 },
+  ];
+}
+
+/** sanityList as a PrefixSet (what the decision looks up). */
+export function sanitySet(plan: NetPlan): PrefixSet {
+  return new PrefixSet(sanityList(plan));
 }

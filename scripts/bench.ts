@@ -9,7 +9,8 @@
 //     server run, and a fresh guest namespace the tool is attached to (how each tool is
 //     started, and why that is a fair comparison: scripts/bench/tools.ts);
 //   - iperf3 -J guest→host and host→guest (-R) to 192.0.2.1, `-t 5` (`--quick`: 2), each run
-//     under a process timeout: receiver Gbit/s and the sender's retransmits;
+//     under a process timeout: receiver Gbit/s and the sender's retransmits; a run counts only
+//     if the bytes crossed the guest's tap (interface counters), i.e. went through the tool;
 //   - the tool's VmHWM from /proc/PID/status right after the iperf3 runs (peak RSS), and its
 //     VmRSS just after start;
 //   - TCP_RR: 2000 1-byte round trips on one connection (p50/p99 µs), TCP_CRR: connect, 1-byte
@@ -18,6 +19,9 @@
 // Traffic goes only between the namespaces the bench made. A tool that is not installed gets
 // "not installed" cells; a tool that fails (slirpd while its TCP is being written) gets
 // "fail[n]" cells with the reason underneath; neither stops the bench.
+//
+// pasta's guest→host rate swings a lot between runs here (0.3..8 Gbit/s, with ~1000s of
+// retransmits at MTU 1500): use `--runs 3` or more (medians) before reading much into a ratio.
 //
 // Output: one table on stdout (progress goes to stderr), and the same as JSON in
 // bench-results/latest.json with the date, machine, and tool versions. Ctrl-C, SIGTERM and the
@@ -66,27 +70,33 @@ const USAGE = `usage: deno task bench [--runs N] [--quick] [--only slirpd|slirp4
                        [--mtu 1500,65520] [--out FILE] [--budget SECONDS]`;
 
 function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      runs: { type: "string", default: "1" },
-      quick: { type: "boolean", default: false },
-      only: { type: "string", multiple: true },
-      mtu: { type: "string", default: "1500,65520" },
-      out: { type: "string", default: `${REPO}bench-results/latest.json` },
-      budget: { type: "string", default: "1200" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
   const bad = (msg: string): never => {
     console.error(`bench: ${msg}\n${USAGE}`);
     Deno.exit(2);
   };
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        runs: { type: "string", default: "1" },
+        quick: { type: "boolean", default: false },
+        only: { type: "string", multiple: true },
+        mtu: { type: "string", default: "1500,65520" },
+        out: { type: "string", default: `${REPO}bench-results/latest.json` },
+        budget: { type: "string", default: "1200" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+    });
+  } catch (e) {
+    return bad(e instanceof Error ? e.message : String(e));
+  }
+  const values = parsed.values;
+  if (values.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1 || runs > 20) bad(`--runs: 1..20, got ${values.runs}`);
   const mtus = values.mtu.split(",").map((s) => Number(s.trim()));
@@ -130,6 +140,8 @@ class Scope {
 }
 
 const live = new Set<Scope>();
+/** The exact command line each tool ran with, per cell (for the JSON record). */
+const commands: Record<string, string> = {};
 let aborting: string | null = null;
 
 // ------------------------------------------------------------------------------- one cell
@@ -156,7 +168,9 @@ async function benchCell(
     const label = { slirpd: "bslirpd", slirp4netns: "bs4n", pasta: "bpasta" }[tool];
     const guest = scope.add(await makeNetns(label));
     scope.add(await startEcho(net.host));
-    log(`${tool} mtu ${mtu}: ${(await toolCommand(tool, net, guest, mtu)).join(" ")}`);
+    const argv = (await toolCommand(tool, net, guest, mtu)).join(" ");
+    commands[`${tool}@${mtu}`] = `nsenter --net=${net.host.path} -- ${argv}`;
+    log(`${tool} mtu ${mtu}: ${argv}`);
     let proc;
     try {
       proc = scope.add(await startTool(tool, net, guest, mtu));
@@ -183,12 +197,9 @@ async function benchCell(
         const r = await iperf(net.host, guest, guestIf(tool), opt.seconds, reverse);
         put(reverse ? "h2g" : "g2h", blame(r.gbps));
         put(reverse ? "h2gRetr" : "g2hRetr", blame(r.retransmits));
-        log(
-          `${tool} mtu ${mtu} ${reverse ? "h→g" : "g→h"} run ${i + 1}: ${
-            show(r.gbps, "Gbit/s")
-          }, ` +
-            `retr ${show(r.retransmits, "")}`,
-        );
+        const dirn = reverse ? "h→g" : "g→h";
+        const got = `${show(r.gbps, "Gbit/s")}, retr ${show(r.retransmits, "")}`;
+        log(`${tool} mtu ${mtu} ${dirn} run ${i + 1}: ${got}`);
       }
     }
     put("rssPeak", dead() ? fail(dead()!) : rssMiB(proc.pid, "VmHWM"));
@@ -273,6 +284,7 @@ async function finish(note: string | null): Promise<void> {
     machine: machine(),
     versions: await versions(opt.tools),
     options: { ...opt, out: undefined },
+    commands,
     results: resultsJson(results),
     ratios: ratiosJson(input),
     reference: REFERENCE,

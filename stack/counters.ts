@@ -14,8 +14,18 @@ export class Counters {
   dropBadIpChecksum = 0;
   dropMalformedL4 = 0;
   dropBadL4Checksum = 0;
-  /** IP fragments (reassembly is not done yet). */
+  /** Malformed IP fragments (bad length, too many holes, a fragment inside a reassembly). */
   dropFragment = 0;
+  /** Fragments whose data was already received (RFC 5722 erratum 3089: ignored). */
+  dropFragmentDup = 0;
+  /** Datagrams abandoned in reassembly: overlap (RFC 5722), timeout, memory, too big. */
+  dropReasmOverlap = 0;
+  dropReasmTimeout = 0;
+  dropReasmEvicted = 0;
+  dropReasmTooBig = 0;
+  /** Datagrams reassembled from fragments, and fragments sent to the guest. */
+  reasmDone = 0;
+  fragsOut = 0;
   /** Protocols or destinations nothing handles. */
   dropUnhandled = 0;
   /** Flows the policy refused. */

@@ -24,8 +24,16 @@ export interface Transports {
   udp?: Transport;
 }
 
+/** Takes IP fragments (stack/reasm.ts); whole packets come back through `reassembled`. */
+export interface FragmentSink {
+  input4(v: Ipv4View): void;
+  input6(v: Ipv6View): void;
+}
+
 export class Ip {
   readonly meta = new PacketMeta();
+  /** Reassembly; without it fragments are dropped (counted). */
+  reasm?: FragmentSink;
   readonly #v4 = new Ipv4View();
   readonly #v6 = new Ipv6View();
   /** Set per frame by the stack from the virtio-net header. */
@@ -48,7 +56,8 @@ export class Ip {
       return;
     }
     if (ip.isFragment) {
-      this.counters.dropFragment++;
+      if (this.reasm) this.reasm.input4(ip);
+      else this.counters.dropFragment++;
       return;
     }
     const m = this.meta;
@@ -72,9 +81,11 @@ export class Ip {
       this.counters.dropMalformedIp++;
       return;
     }
-    // parse walked the extension headers (bounded) to the upper layer.
-    if (ip.fragHeaderOffset >= 0) {
-      this.counters.dropFragment++;
+    // parse walked the extension headers (bounded) to the upper layer. A Fragment header
+    // with offset 0 and M clear is an atomic fragment (RFC 6946): processed as it is.
+    if (ip.isFragment) {
+      if (this.reasm) this.reasm.input6(ip);
+      else this.counters.dropFragment++;
       return;
     }
     const m = this.meta;
@@ -90,6 +101,15 @@ export class Ip {
     m.csumTrusted = this.csumTrusted;
     m.gsoSize = this.gsoSize;
     this.#dispatch(m, m.proto === PROTO_ICMPV6 ? this.transports.icmp6 : undefined);
+  }
+
+  /** A packet put back together by the reassembler: handled as if it had arrived whole. */
+  reassembled(family: 4 | 6, b: Uint8Array, o: number, n: number): void {
+    // Checksums of the fragments were never offloaded: verify the whole datagram's.
+    this.csumTrusted = false;
+    this.gsoSize = 0;
+    if (family === 4) this.input4(b, o, n);
+    else this.input6(b, o, n);
   }
 
   #dispatch(m: PacketMeta, icmp: Transport | undefined): void {

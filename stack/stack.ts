@@ -16,6 +16,12 @@ import {
 import type { Poller } from "../ffi/poller.ts";
 import { TimerWheel } from "./timers.ts";
 import { TcpStack } from "./tcp/stack.ts";
+import { GuestServices, type ServicesOptions } from "./services.ts";
+import { TcpSocket } from "../ffi/socket.ts";
+import { Fragmenter } from "./frag.ts";
+import { Reassembler } from "./reasm.ts";
+import { UdpStack } from "./udp.ts";
+import { Ping } from "./ping.ts";
 
 /** The tap as the stack sees it: frames in and out. */
 export interface FrameIo extends FrameSink {
@@ -35,6 +41,12 @@ export interface StackOptions {
   log: (line: string) => void;
   quiet: boolean;
   connectTimeoutMs: number;
+  /** DNS forwarder, DHCP server, router advertisements; absent: none (unit tests, fuzz). */
+  services?: ServicesOptions;
+  /** Idle time after which a UDP flow (and a routed echo flow) ends (default 120 s). */
+  udpTimeoutMs?: number;
+  /** Most UDP flows at once; the one idle longest is evicted (default 4096). */
+  maxUdpFlows?: number;
 }
 
 /** Frames handled per readiness callback before host sockets get their turn. */
@@ -52,6 +64,11 @@ export class Stack {
   readonly #tap: FrameIo;
   readonly wheel = new TimerWheel(performance.now());
   readonly tcp: TcpStack;
+  readonly services: GuestServices | null;
+  readonly frag: Fragmenter;
+  readonly reasm: Reassembler;
+  readonly udp: UdpStack;
+  readonly ping: Ping;
 
   constructor(readonly opts: StackOptions) {
     this.#tap = opts.tap;
@@ -59,15 +76,70 @@ export class Stack {
     this.tx = new Tx(opts.tap, opts.plan.mac, opts.mtu, this.counters);
     const icmp4 = new Icmp4(opts.plan, this.tx, this.counters);
     const icmp6 = new Icmp6(opts.plan, this.tx, this.counters);
-    this.tcp = new TcpStack(this.tx, opts.poller, this.wheel, {
+    // UDP routing and routed echo (ICMP that is not for slirpd itself goes to ping).
+    this.frag = new Fragmenter(this.tx, opts.plan.mac, this.counters);
+    this.udp = new UdpStack(this.tx, this.frag, opts.poller, this.wheel, this.counters, {
       policy: opts.policy,
+      log: opts.log,
+      quiet: opts.quiet,
+      timeoutMs: opts.udpTimeoutMs,
+      maxFlows: opts.maxUdpFlows,
+    });
+    this.ping = new Ping(this.tx, this.frag, opts.poller, this.wheel, this.counters, {
+      policy: opts.policy,
+      timeoutMs: opts.udpTimeoutMs,
+    });
+    icmp4.next = this.ping;
+    icmp6.next = this.ping;
+    const svc = opts.services
+      ? new GuestServices(
+        opts.plan,
+        this.tx,
+        opts.poller,
+        this.wheel,
+        this.counters,
+        opts.mtu,
+        opts.services,
+        opts.log,
+        this.udp,
+      )
+      : null;
+    this.services = svc;
+    icmp6.next = svc?.icmp6Input(icmp6.next) ?? icmp6.next;
+    // DNS over TCP: a guest connection to the DNS address:53 goes to the upstream server;
+    // it is slirpd's own service, so the firewall is not asked.
+    const policy: Policy = svc?.dns
+      ? (f, proto, dst, port) =>
+        svc.dnsTcpTarget(f, dst, port) !== null || opts.policy(f, proto, dst, port)
+      : opts.policy;
+    const connect = svc?.dns
+      ? (f: 4 | 6, addr: Uint8Array, port: number) => {
+        const t = svc.dnsTcpTarget(f, addr, port);
+        return t ? TcpSocket.connect(t.family, t.addr, t.port) : TcpSocket.connect(f, addr, port);
+      }
+      : undefined;
+    this.tcp = new TcpStack(this.tx, opts.poller, this.wheel, {
+      connect,
+      policy,
       quiet: opts.quiet,
       log: opts.log,
       connectTimeoutMs: opts.connectTimeoutMs,
       mtu: opts.mtu,
       now: () => performance.now(),
     });
-    this.#ip = new Ip(this.counters, { icmp4, icmp6, tcp: this.tcp });
+    this.#ip = new Ip(this.counters, {
+      icmp4,
+      icmp6,
+      tcp: this.tcp,
+      udp: this.udp, // local services (DNS, DHCP) are registered with it
+    });
+    const ip = this.#ip;
+    this.reasm = new Reassembler(
+      this.wheel,
+      this.counters,
+      (family, b, o, n) => ip.reassembled(family, b, o, n),
+    );
+    ip.reasm = this.reasm;
     this.#link = new Link(opts.plan, this.tx, this.counters, this.#ip);
   }
 
@@ -119,6 +191,10 @@ export class Stack {
   }
 
   close(): void {
+    this.services?.close();
+    this.udp.close();
+    this.ping.close();
+    this.reasm.close();
     this.tcp.close();
   }
 }

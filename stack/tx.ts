@@ -9,7 +9,7 @@
 // slirpd does no per-byte work. ICMP is always summed here: ping reads the checksum itself.
 
 import { finish, fold, pseudoSum2, sum } from "./wire/checksum.ts";
-import { setU16, setU32 } from "./wire/bytes.ts";
+import { copyBytes, setU16, setU32 } from "./wire/bytes.ts";
 import {
   emitVnet,
   VIRTIO_NET_HDR_F_NEEDS_CSUM as VNET_NEEDS_CSUM,
@@ -117,16 +117,16 @@ export class Tx {
       b[ip + 8] = ttl;
       b[ip + 9] = proto;
       setU16(b, ip + 10, 0);
-      b.set(src.subarray(srcOff, srcOff + 4), ip + 12);
-      b.set(dst.subarray(dstOff, dstOff + 4), ip + 16);
+      copyBytes(b, ip + 12, src, srcOff, 4); // no subarray: nothing allocated per frame
+      copyBytes(b, ip + 16, dst, dstOff, 4);
       setU16(b, ip + 10, finish(sum(b, ip, 20)));
     } else {
       setU32(b, ip, 0x60000000);
       setU16(b, ip + 4, l4Len);
       b[ip + 6] = proto;
       b[ip + 7] = ttl;
-      b.set(src.subarray(srcOff, srcOff + 16), ip + 8);
-      b.set(dst.subarray(dstOff, dstOff + 16), ip + 24);
+      copyBytes(b, ip + 8, src, srcOff, 16);
+      copyBytes(b, ip + 24, dst, dstOff, 16);
     }
 
     // L4 checksum.

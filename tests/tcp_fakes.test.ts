@@ -137,6 +137,8 @@ export class FakeSocket implements HostSocket {
   aborted = false;
   closed = false;
   discarded = 0;
+  /** send() calls that wrote something. */
+  sends = 0;
 
   constructor(sndbuf = 64 * 1024) {
     this.sndbuf = sndbuf;
@@ -151,6 +153,7 @@ export class FakeSocket implements HostSocket {
     if (n <= 0) return -EAGAIN;
     for (let i = 0; i < n; i++) this.written.push(buf[off + i]);
     this.queued += n;
+    this.sends++;
     return n;
   }
   peek(buf: Uint8Array, off: number, len: number): number {

@@ -348,7 +348,7 @@ export async function makeWorld(
     const slirpd = await startSlirpd({
       guest,
       hostNs: net.host,
-      args: ["--configure", "--enable-routing", ...extraArgs],
+      args: ["--configure", "--enable-routing", "--enable-host", ...extraArgs],
       env,
     });
     stack.push(slirpd);

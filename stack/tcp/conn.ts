@@ -92,7 +92,8 @@ export class Conn implements Keyed {
   hostWriteShut = false;
   /** An ACK is owed to the guest (sent by the next flush, or piggybacked). */
   ackPending = false;
-  /** Link in the stack's flush list (only while ackPending). */
+  /** On the stack's end-of-batch list (ackNext links it): see TcpStack.flush. */
+  listed = false;
   ackNext: Conn | null = null;
   /** The last window we advertised was limited by host socket space: watch EPOLLOUT. */
   wantWindowUpdate = false;
@@ -112,7 +113,10 @@ export class Conn implements Keyed {
   sndWl2 = 0;
   /** The guest's window shift; 0 when no scaling was negotiated. */
   sndWscale = 0;
-  /** Largest payload per segment we send to the guest (its MSS option, bounded by our MTU). */
+  /**
+   * Payload per segment to the guest (SMSS): its MSS option bounded by our MTU, less the
+   * timestamp option when used. cwnd counts in these.
+   */
   mss = 536;
   /** The host socket reached EOF (its peer sent FIN). */
   hostEof = false;
@@ -148,11 +152,16 @@ export class Conn implements Keyed {
   recover = 0;
   /** In recovery: next sequence number that may be retransmitted (holes below are done). */
   rexmitNxt = 0;
-  /** sndMax when the segment at sndUna was last retransmitted (RACK-like loss detection). */
+  /** sndMax and the time when the segment at sndUna was last retransmitted (RACK-like). */
   rexmitMark = 0;
-  /** Tail loss probe (RFC 8985 §7): the timer is armed as a probe; one probe per flight. */
-  tlpPending = false;
-  tlpDone = false;
+  rexmitTime = 0;
+  /**
+   * The retransmission timer is armed as a probe (PROBE_TLP: tail loss probe, RFC 8985 §7;
+   * PROBE_RECOVERY: lost retransmission during recovery) rather than the RTO; one probe per
+   * flight (probeDone, cleared by new ACKs).
+   */
+  probe = 0;
+  probeDone = false;
 
   // --- timers ---
   /** Retransmission, SYN-ACK retransmission, persist. */

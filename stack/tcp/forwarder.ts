@@ -3,10 +3,10 @@
 //  - connect: the guest's SYN starts a non-blocking connect(); the SYN-ACK goes out only
 //    when it succeeded, a refusal or timeout becomes a RST, so the guest sees what a real
 //    peer would have done;
-//  - guest → host: payload goes into send() straight from the tap buffer; only what the
-//    socket took is acknowledged (plus what the bounded RecvStore holds), and the window
-//    advertised to the guest is the socket's free send space: a slow host reader slows the
-//    guest;
+//  - guest → host: payload goes into send() straight from the tap buffer (TSO frames), or
+//    small segments are gathered and written once per batch; what is acknowledged is what
+//    the socket took plus what the bounded RecvStore holds, and the window advertised to the
+//    guest is the socket's free send space minus that: a slow host reader slows the guest;
 //  - host → guest: EPOLLIN is watched only while the guest's window has room, so a slow
 //    guest leaves the data in the host socket and slows the host sender;
 //  - FIN either way is a half-close (shutdown(SHUT_WR) / our FIN once peek sees EOF), RST
@@ -25,7 +25,7 @@ import {
   weMaySend,
 } from "./conn.ts";
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, type HostSocket, type TcpStack } from "./stack.ts";
-import { pushData, sendAck, sendProbe, sendRst, sendSyn } from "./output.ts";
+import { flushLater, pushData, sendAck, sendProbe, sendRst, sendSyn } from "./output.ts";
 
 /** Window offered before the host socket exists (never: the SYN-ACK waits for connect). */
 const DEFAULT_WINDOW = 65535;
@@ -147,7 +147,9 @@ export function receiveWindow(_t: TcpStack, c: Conn): number {
   if (q > buf >>> 1) buf = s.sendBufSize(true);
   let free = buf - q - c.store.prefix;
   if (free < 0) free = 0;
-  c.wantWindowUpdate = free < buf >>> 2;
+  // Hysteresis, so the epoll interest does not flap around one threshold.
+  if (free < buf >>> 2) c.wantWindowUpdate = true;
+  else if (free > buf >>> 1) c.wantWindowUpdate = false;
   const max = 0xffff * (1 << c.rcvWscale);
   return (c.wndCache = free < max ? free : max);
 }
@@ -161,7 +163,9 @@ export function updateInterest(t: TcpStack, c: Conn): void {
     // Host data is only read (peeked) while the guest can take it.
     const limit = c.cwnd < c.sndWnd ? c.cwnd : c.sndWnd;
     if (!c.hostEof && weMaySend(c.state) && limit - c.inFlight > 0) want |= EPOLLIN;
-    if (!c.hostWriteShut && (c.store.prefix > 0 || c.wantWindowUpdate)) want |= EPOLLOUT;
+    // Held bytes need EPOLLOUT, unless the end-of-batch flush is about to write them.
+    const held = c.store.prefix > 0 && !c.listed;
+    if (!c.hostWriteShut && (held || c.wantWindowUpdate)) want |= EPOLLOUT;
   }
   if (want !== c.events) {
     t.poller.modify(c.sock, want);
@@ -216,28 +220,49 @@ export function guestData(
     sendAck(t, c);
     return;
   }
-  if (c.hostSeq === c.rcvNxt) {
-    // The common case: in order and nothing held before it: straight from the tap buffer.
-    let n = s.send(b, off, len);
-    if (n < 0) {
-      if (n !== -EAGAIN) {
-        hostError(t, c, -n);
-        return;
-      }
-      n = 0;
-    }
-    c.hostSeq = (c.hostSeq + n) >>> 0;
-    c.bytesFromGuest += n;
-    c.wndCache = -1;
-    c.store.advance(n);
-    if (n < len) c.store.put(b, off + n, len - n, 0); // the host is full: keep the rest
-    else if (c.store.prefix > 0) flushStore(t, c); // a hole just closed
+  if (c.hostSeq === c.rcvNxt && (len >= COALESCE_BELOW || !c.store.empty)) {
+    // In order, nothing held before it: straight from the tap buffer.
+    directSend(t, c, s, b, off, len);
   } else {
-    // Bytes are already waiting in the store: queue behind them.
-    c.store.put(b, off, len, (seq - c.hostSeq) | 0);
-    flushStore(t, c);
+    // Small segments (no TSO: one per MTU) are gathered and written once per batch or per
+    // 64 KiB: a memcpy each instead of a send() each, whose cost (the host kernel's whole
+    // TCP path) is what limits a plain tap. Also where bytes already wait: queue behind.
+    const got = c.store.put(b, off, len, (seq - c.hostSeq) | 0);
+    if (got === 0 && c.hostSeq === c.rcvNxt) directSend(t, c, s, b, off, len); // pool empty
+    else if (c.store.prefix >= FLUSH_AT) flushStore(t, c);
+    else flushLater(t, c);
   }
   syncRcvNxt(c);
+}
+
+/** Bytes of an in-order segment below which it is gathered rather than sent at once. */
+const COALESCE_BELOW = 16 * 1024;
+/** Gathered bytes that are written at once rather than at the end of the batch. */
+const FLUSH_AT = 64 * 1024;
+
+/** One send() straight from the tap buffer; what the host does not take is kept. */
+function directSend(
+  t: TcpStack,
+  c: Conn,
+  s: HostSocket,
+  b: Uint8Array,
+  off: number,
+  len: number,
+): void {
+  let n = s.send(b, off, len);
+  if (n < 0) {
+    if (n !== -EAGAIN) {
+      hostError(t, c, -n);
+      return;
+    }
+    n = 0;
+  }
+  c.hostSeq = (c.hostSeq + n) >>> 0;
+  c.bytesFromGuest += n;
+  c.wndCache = -1;
+  c.store.advance(n);
+  if (n < len) c.store.put(b, off + n, len - n, 0); // the host is full: keep the rest
+  else if (c.store.prefix > 0) flushStore(t, c); // a hole just closed
 }
 
 /** rcvNxt follows what was written or is held in order (until the guest's FIN is in). */

@@ -123,7 +123,7 @@ function listen(t: TcpStack, m: PacketMeta): void {
     c.lastAckSent =
       (seq + 1) >>> 0;
   // Options (RFC 9293 §3.7.1 default MSS; RFC 7323 §2.2: scale only if both offer it).
-  c.mss = negotiatedMss(t, m.family, o.mss);
+  c.mss = negotiatedMss(t, m.family, o.mss, o.hasTimestamp);
   if (o.wscale >= 0) {
     c.sndWscale = o.wscale;
     c.rcvWscale = OUR_WSCALE;
@@ -164,7 +164,7 @@ function segmentArrives(t: TcpStack, c: Conn, m: PacketMeta): void {
     case CONNECTING:
       // The host connect() is still running: a retransmitted SYN changes nothing (it must
       // not start a second connection); a RST abandons the attempt.
-      if (flags & TH_RST && seq === c.irs) finish(t, c, true);
+      if (flags & TH_RST && (seq === c.rcvNxt || seq === c.irs)) finish(t, c, true);
       return;
     case SYN_SENT:
       synSent(t, c, m);
@@ -312,10 +312,13 @@ function segmentArrives(t: TcpStack, c: Conn, m: PacketMeta): void {
   updateInterest(t, c);
 }
 
-/** Segment size toward the guest: its MSS option (RFC 9293 §3.7.1 defaults), within our MTU. */
-function negotiatedMss(t: TcpStack, family: 4 | 6, offered: number): number {
+/**
+ * Payload per segment toward the guest (SMSS, RFC 5681): its MSS option (RFC 9293 §3.7.1
+ * defaults) within our MTU, minus the timestamp option every segment carries (RFC 6691).
+ */
+function negotiatedMss(t: TcpStack, family: 4 | 6, offered: number, ts: boolean): number {
   const mss = offered > 0 ? offered : family === 4 ? 536 : 1220;
-  return Math.max(64, Math.min(mss, ourMss(t, family)));
+  return Math.max(64, Math.min(mss, ourMss(t, family))) - (ts ? 12 : 0);
 }
 
 function inWindow(x: number, lo: number, wnd: number): boolean {
@@ -378,7 +381,7 @@ function synSent(t: TcpStack, c: Conn, m: PacketMeta): void {
     c.rcvAdv =
     c.lastAckSent =
       (seq + 1) >>> 0;
-  c.mss = negotiatedMss(t, c.family, o.mss);
+  c.mss = negotiatedMss(t, c.family, o.mss, o.hasTimestamp);
   if (o.wscale >= 0) c.sndWscale = o.wscale;
   else c.rcvWscale = 0;
   c.sackOk = o.sackPermitted;

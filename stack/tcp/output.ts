@@ -31,7 +31,7 @@ import {
   SYN_SENT,
   weMaySend,
 } from "./conn.ts";
-import type { TcpStack } from "./stack.ts";
+import type { HostSocket, TcpStack } from "./stack.ts";
 import { armRtx, persistIfStalled } from "./retransmit.ts";
 import { hostError, receiveWindow, updateInterest } from "./forwarder.ts";
 
@@ -48,6 +48,11 @@ export const OUR_WSCALE = 7;
 /** Our timestamp clock (RFC 7323 §5.4: 1 ms ticks), u32. */
 export function tsNow(t: TcpStack): number {
   return Math.floor(t.now()) >>> 0;
+}
+
+/** Payload per segment for a header of hdrLen: SMSS less the SACK blocks it carries. */
+function segSize(c: Conn, hdrLen: number): number {
+  return c.mss - (hdrLen - 20 - (c.tsOk ? 12 : 0));
 }
 
 /**
@@ -255,34 +260,37 @@ export function pushData(t: TcpStack, c: Conn): void {
     // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): no slivers while data is in flight.
     if (wnd < c.mss && wnd < (c.sndWnd >>> 1) && inFlight > 0) break;
     const hdr = dataHeaderLen(t, c);
-    const seg = c.mss - (hdr - 20);
+    const seg = segSize(c, hdr);
     let n: number;
     if (c.finSent && c.sndNxt === c.finSeq) n = 0; // known EOF: no need to peek
     else {
-      const maxSeg = maxSegment(t, c, seg);
-      const len = wnd < maxSeg ? wnd : maxSeg;
-      n = sock.peek(tx.buf, l4 + hdr, len);
+      // Without GSO, small segments are cut from one peek of up to 64 KiB (see sendCut).
+      const cut = !tx.gso && seg <= CUT_SEG_MAX;
+      let maxSeg = cut ? Math.floor(CUT_CHUNK / seg) * seg : maxSegment(t, c, seg);
+      if (!cut) {
+        // At least two frames per cwnd (like Linux's TSO autosizing): the loss of one is
+        // then seen from the SACK for the next, not after a probe timeout.
+        const half = Math.floor((c.cwnd >>> 1) / seg) * seg;
+        if (half < maxSeg) maxSeg = half > seg ? half : seg;
+      }
+      let len = wnd < maxSeg ? wnd : maxSeg;
+      if (c.nSacked > 0 && seqLt(c.sndNxt, c.sndMax)) {
+        // Resending after a timeout: what the guest SACKed since is not sent again.
+        len = skipSacked(c, sock, len);
+        if (len <= 0) continue;
+      }
+      n = sock.peek(tx.buf, cut ? tx.buf.length - CUT_CHUNK : l4 + hdr, len);
       if (n > 0) {
-        const gso = n > seg ? seg : 0;
-        const flags = TH_ACK | (n < len ? TH_PSH : 0);
-        const seq = c.sndNxt;
-        if (!sendSegment(t, c, flags, seq, n, hdr, gso)) {
-          // The tap is full: leave sndNxt so the data goes again; the kernel offset moved,
-          // so put it back.
+        const ok = cut
+          ? sendCut(t, c, hdr, seg, n, n < len)
+          : sendOne(t, c, TH_ACK | (n < len ? TH_PSH : 0), n, hdr, n > seg ? seg : 0);
+        if (!ok) {
+          // The tap is full: sndNxt stays where the guest got to, and so must the kernel's
+          // peek offset (the rest goes again later).
           sock.setPeekOffset((c.sndNxt - c.sndUna) >>> 0);
           armRtx(t, c);
           break;
         }
-        if (!c.tsOk && c.rttTime < 0 && !seqLt(seq, c.sndMax)) {
-          c.rttSeq = (seq + n) >>> 0;
-          c.rttTime = t.now();
-        }
-        c.sndNxt = (seq + n) >>> 0;
-        if (seqGt(c.sndNxt, c.sndMax)) {
-          c.bytesFromHost += (c.sndNxt - c.sndMax) | 0;
-          c.sndMax = c.sndNxt;
-        } else t.stats.retransmittedBytes += n;
-        armRtx(t, c);
         continue; // (after a short read the next peek finds EOF, or EAGAIN)
       }
       if (n === -EAGAIN) break;
@@ -309,6 +317,71 @@ export function pushData(t: TcpStack, c: Conn): void {
   updateInterest(t, c);
 }
 
+/** Segments of at most this size are cut from one larger peek when there is no GSO. */
+const CUT_SEG_MAX = 16 * 1024;
+/** The peek for cutting: at most 64 KiB, into the upper half of the 128 KiB Tx buffer. */
+const CUT_CHUNK = 64 * 1024;
+
+/** Sends n bytes already in place as one segment or GSO frame at sndNxt, and books them. */
+function sendOne(t: TcpStack, c: Conn, flags: number, n: number, hdr: number, gso: number) {
+  const seq = c.sndNxt;
+  if (!sendSegment(t, c, flags, seq, n, hdr, gso)) return false;
+  sent(t, c, seq, n);
+  return true;
+}
+
+/**
+ * Without GSO every segment is its own frame. Rather than one recv(MSG_PEEK) per segment,
+ * n bytes were peeked at once into the upper half of the Tx buffer; each segment's payload
+ * is moved in front (copyWithin: a memmove, no allocation) and sent. False when the tap
+ * refused a frame (sndNxt then stops there).
+ */
+function sendCut(t: TcpStack, c: Conn, hdr: number, seg: number, n: number, push: boolean) {
+  const b = t.tx.buf;
+  const src = b.length - CUT_CHUNK;
+  const dst = t.tx.l4Offset(c.family) + hdr;
+  for (let o = 0; o < n; o += seg) {
+    const k = n - o < seg ? n - o : seg;
+    b.copyWithin(dst, src + o, src + o + k);
+    if (!sendOne(t, c, TH_ACK | (push && o + k === n ? TH_PSH : 0), k, hdr, 0)) return false;
+  }
+  return true;
+}
+
+/** Books n bytes sent at seq: sndNxt/sndMax, the RTT timing (Karn), the timer. */
+function sent(t: TcpStack, c: Conn, seq: number, n: number): void {
+  if (!c.tsOk && c.rttTime < 0 && !seqLt(seq, c.sndMax)) {
+    c.rttSeq = (seq + n) >>> 0;
+    c.rttTime = t.now();
+  }
+  c.sndNxt = (seq + n) >>> 0;
+  if (seqGt(c.sndNxt, c.sndMax)) {
+    c.bytesFromHost += (c.sndNxt - c.sndMax) | 0;
+    c.sndMax = c.sndNxt;
+  } else t.stats.retransmittedBytes += n;
+  armRtx(t, c);
+}
+
+/**
+ * Moves sndNxt past a SACKed block it is in (and the peek offset with it); returns len
+ * clamped to end at the next SACKed block, or 0 when sndNxt moved (the caller loops).
+ */
+function skipSacked(c: Conn, sock: HostSocket, len: number): number {
+  for (let i = 0; i < c.nSacked; i++) {
+    const l = c.sacked[2 * i], r = c.sacked[2 * i + 1];
+    if (!seqLt(c.sndNxt, l) && seqLt(c.sndNxt, r)) {
+      c.sndNxt = seqLt(r, c.sndMax) ? r : c.sndMax;
+      sock.setPeekOffset((c.sndNxt - c.sndUna) >>> 0);
+      return 0;
+    }
+    if (seqGt(l, c.sndNxt)) {
+      const gap = (l - c.sndNxt) | 0;
+      return gap < len ? gap : len;
+    }
+  }
+  return len;
+}
+
 /**
  * Retransmits from `seq` (at most `maxLen` bytes, not past sndMax; with GSO a whole hole can
  * go as one super-frame) without moving sndNxt: fast retransmit, SACK hole filling, tail
@@ -324,7 +397,7 @@ export function retransmitAt(t: TcpStack, c: Conn, seq: number, maxLen: number):
   }
   const end = c.finSent ? c.finSeq : c.sndMax;
   const hdr = dataHeaderLen(t, c);
-  const seg = c.mss - (hdr - 20);
+  const seg = segSize(c, hdr);
   const most = maxSegment(t, c, seg);
   let len = (end - seq) | 0;
   if (len > maxLen) len = maxLen;
@@ -341,10 +414,16 @@ export function retransmitAt(t: TcpStack, c: Conn, seq: number, maxLen: number):
   return n;
 }
 
-/** Queues c for the ACK flush at the end of the current batch (or sends it now). */
+/** An ACK is owed: sent by the flush at the end of the current batch (or piggybacked). */
 export function ackLater(t: TcpStack, c: Conn): void {
-  if (c.ackPending) return;
   c.ackPending = true;
+  flushLater(t, c);
+}
+
+/** Puts c on the end-of-batch list (gathered host writes, deferred ACKs). */
+export function flushLater(t: TcpStack, c: Conn): void {
+  if (c.listed) return;
+  c.listed = true;
   c.ackNext = t.ackList;
   t.ackList = c;
 }

@@ -37,21 +37,25 @@ function timeout(c: Conn): number {
   return ms;
 }
 
+export const PROBE_TLP = 1;
+export const PROBE_RECOVERY = 2;
+
 /**
- * Delay for the retransmission timer: a tail loss probe timeout (RFC 8985 §7.2: 2*SRTT, more
- * when a lone segment may sit in the guest's delayed-ACK timer) while no probe was sent for
- * this flight, else the RTO. A probe turns a lost tail into SACK information instead of a
- * 200 ms+ timeout.
+ * Delay for the retransmission timer. While no probe was sent for this flight it is a probe
+ * timeout (RFC 8985 §7.2: 2*SRTT, more when a lone segment may sit in the guest's delayed-ACK
+ * timer, at least 10 ms): outside recovery a tail loss probe, which turns a lost tail into
+ * SACK information; in recovery a second go at the holes (a retransmission was lost and
+ * nothing came back to tell). Else the RTO. Both save a 200 ms+ timeout on the local link.
  */
 function rtxDelay(c: Conn): number {
-  if (!c.tlpDone && !c.inRecovery && c.backoff === 0 && c.srtt > 0 && c.sackOk) {
-    c.tlpPending = true;
+  if (!c.probeDone && c.backoff === 0 && c.srtt > 0 && c.sackOk) {
+    c.probe = c.inRecovery ? PROBE_RECOVERY : PROBE_TLP;
     let pto = 2 * c.srtt;
     if (((c.sndMax - c.sndUna) | 0) <= c.mss) pto += 40; // a guest delayed ACK (Linux: 40 ms)
-    if (pto < 10) pto = 10;
+    if (pto < 5) pto = 5;
     return pto < c.rto ? pto : c.rto;
   }
-  c.tlpPending = false;
+  c.probe = 0;
   return timeout(c);
 }
 
@@ -94,13 +98,12 @@ export function onNewAck(t: TcpStack, c: Conn, acked: number, tsEcr: number): vo
     c.rttTime = -1;
   }
   c.backoff = 0;
-  c.tlpDone = false;
+  c.probeDone = false;
   pruneSacked(c);
   if (c.inRecovery) {
     if (seqGe(c.sndUna, c.recover)) {
-      // Full ACK (RFC 6582 §3.2 step 3): deflate and leave recovery.
-      const flight = (c.sndMax - c.sndUna) | 0;
-      c.cwnd = Math.min(c.ssthresh, Math.max(flight, 0) + c.mss);
+      // Full ACK (RFC 6582 §3.2 step 3, option 2): deflate to ssthresh, leave recovery.
+      c.cwnd = c.ssthresh;
       c.inRecovery = false;
       c.dupAcks = 0;
     } else {
@@ -114,6 +117,9 @@ export function onNewAck(t: TcpStack, c: Conn, acked: number, tsEcr: number): vo
     if (c.cwnd < c.ssthresh) c.cwnd += acked; // slow start (byte counting)
     else c.cwnd += Math.max(1, Math.floor((c.mss * acked) / c.cwnd));
     if (c.cwnd > MAX_CWND) c.cwnd = MAX_CWND;
+    // This ACK moved sndUna but still SACKs data above a hole: that hole is lost (RACK,
+    // no reordering on the tap).
+    if (c.nSacked > 0 && seqLt(c.sndUna, c.sndNxt)) enterRecovery(t, c);
   }
   // RFC 6298 §5.2/5.3: stop the timer when all is acked, else restart it.
   t.wheel.cancel(c.rtx);
@@ -126,10 +132,14 @@ export function onDupAck(t: TcpStack, c: Conn): void {
   c.dupAcks++;
   if (c.inRecovery) {
     c.cwnd += c.mss; // each dup ACK: one segment left the network
-    // Data sent after our last retransmission of the first hole has been SACKed, and the
-    // hole is still there: the retransmission was lost too (RACK's idea, RFC 8985, with
-    // sequence numbers for times: the tap never reorders). Go over the holes again.
-    if (c.nSacked > 0 && seqGt(c.sacked[2 * c.nSacked - 1], c.rexmitMark)) {
+    // The hole at sndUna is still there although data sent after its retransmission has
+    // been SACKed, or an RTT has passed since: the retransmission was lost too (RACK's
+    // idea, RFC 8985; the tap never reorders). Go over the holes again.
+    if (
+      c.nSacked > 0 &&
+      (seqGt(c.sacked[2 * c.nSacked - 1], c.rexmitMark) ||
+        t.now() - c.rexmitTime > 1.25 * c.srtt + 1)
+    ) {
       c.rexmitNxt = c.sndUna;
       c.rexmitMark = c.sndMax;
     }
@@ -143,6 +153,14 @@ export function onDupAck(t: TcpStack, c: Conn): void {
   // RFC 6582 §4.1 (without SACK only): dup ACKs for data below the last recovery point
   // (after a timeout's go-back-N) likely come from our own unnecessary retransmissions.
   if (!c.sackOk && seqLt(c.sndUna, c.recover)) return;
+  // During a go-back-N after a timeout only holes below sndNxt (resent and lost again)
+  // count; pushData resends the rest.
+  if (!seqLt(c.sndUna, c.sndNxt)) return;
+  enterRecovery(t, c);
+}
+
+/** Fast retransmit and the start of fast recovery (RFC 5681 §3.2, RFC 6582 §3.2). */
+function enterRecovery(t: TcpStack, c: Conn): void {
   const flight = (c.sndMax - c.sndUna) | 0;
   c.ssthresh = Math.max(flight >>> 1, 2 * c.mss);
   c.recover = c.sndMax;
@@ -152,6 +170,9 @@ export function onDupAck(t: TcpStack, c: Conn): void {
   t.stats.fastRetransmits++;
   retransmitHole(t, c, true);
   c.cwnd = c.ssthresh + 3 * c.mss;
+  // The timer now watches the retransmission (a recovery probe first).
+  c.probeDone = false;
+  t.wheel.arm(c.rtx, rtxDelay(c));
 }
 
 /**
@@ -174,8 +195,13 @@ function retransmitHole(t: TcpStack, c: Conn, force: boolean): void {
   }
   const high = c.nSacked > 0 ? c.sacked[2 * c.nSacked - 1] : c.sndUna;
   if (!force && !seqLt(s, high)) return;
-  if (!seqLt(s, c.sndMax)) return;
-  if (s === c.sndUna) c.rexmitMark = c.sndMax;
+  // Not at or past sndNxt: below sndMax that is a go-back-N's job (pushData).
+  if (!seqLt(s, c.sndNxt)) return;
+  if (limit > ((c.sndNxt - s) | 0)) limit = (c.sndNxt - s) | 0;
+  if (s === c.sndUna) {
+    c.rexmitMark = c.sndMax;
+    c.rexmitTime = t.now();
+  }
   const n = retransmitAt(t, c, s, limit);
   if (n > 0) {
     c.rexmitNxt = (s + n) >>> 0;
@@ -266,16 +292,21 @@ export function persistIfStalled(t: TcpStack, c: Conn): void {
 
 /** The retransmission timer fired. */
 export function rtxTimeout(t: TcpStack, c: Conn): void {
-  if (c.tlpPending) {
-    // Tail loss probe: send the last segment again; the full RTO follows if that fails.
-    c.tlpPending = false;
-    c.tlpDone = true;
+  if (c.probe !== 0) {
+    c.probe = 0;
+    c.probeDone = true;
     if (c.sndNxt !== c.sndUna && c.sock !== null) {
-      t.stats.tailLossProbes++;
-      if (c.finSent && c.sndMax === ((c.finSeq + 1) >>> 0)) retransmitAt(t, c, c.finSeq, 1);
-      else {
-        const back = Math.min((c.sndMax - c.sndUna) | 0, c.mss - (c.tsOk ? 12 : 0));
-        retransmitAt(t, c, (c.sndMax - back) >>> 0, back);
+      t.stats.probes++;
+      if (c.inRecovery) {
+        // Nothing came back since the holes were retransmitted: send the first again.
+        c.rexmitNxt = c.sndUna;
+        retransmitHole(t, c, true);
+      } else if (c.finSent && c.sndNxt === ((c.finSeq + 1) >>> 0)) {
+        retransmitAt(t, c, c.finSeq, 1);
+      } else {
+        // The last segment sent goes again (RFC 8985 §7.3), so the guest SACKs it.
+        const back = Math.min((c.sndNxt - c.sndUna) | 0, c.mss);
+        retransmitAt(t, c, (c.sndNxt - back) >>> 0, back);
       }
     }
     t.wheel.arm(c.rtx, timeout(c));

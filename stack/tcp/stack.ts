@@ -20,7 +20,7 @@ import { StorePool } from "./store.ts";
 import { tcpInput } from "./input.ts";
 import { OUR_WSCALE, sendAck, sendSyn } from "./output.ts";
 import { initCongestion, rtxTimeout } from "./retransmit.ts";
-import { finish, lifeTimeout, onHostEvents, updateInterest } from "./forwarder.ts";
+import { finish, flushStore, lifeTimeout, onHostEvents, updateInterest } from "./forwarder.ts";
 
 // epoll event bits (the kernel's values; ffi/poller.ts exports the same).
 export const EPOLLIN = 0x1;
@@ -113,7 +113,8 @@ export class TcpStats {
   retransmits = 0;
   retransmittedBytes = 0;
   fastRetransmits = 0;
-  tailLossProbes = 0;
+  /** Tail loss probes and recovery probes (RFC 8985-like, before an RTO). */
+  probes = 0;
   rtoTimeouts = 0;
   timeouts = 0;
   windowProbes = 0;
@@ -201,16 +202,21 @@ export class TcpStack {
     tcpInput(this, m);
   }
 
-  /** Sends the ACKs deferred while a batch of guest frames was processed. */
+  /**
+   * End of a batch of guest frames: writes the gathered guest bytes to the host sockets,
+   * then sends the ACKs deferred during the batch (with windows that count those writes).
+   */
   flush(): void {
     let c = this.ackList;
     this.ackList = null;
     while (c !== null) {
       const next: Conn | null = c.ackNext;
       c.ackNext = null;
-      if (c.ackPending && !c.finished) {
-        sendAck(this, c);
-        updateInterest(this, c);
+      c.listed = false;
+      if (!c.finished) {
+        if (c.store.prefix > 0) flushStore(this, c);
+        if (c.ackPending && !c.finished) sendAck(this, c);
+        if (!c.finished) updateInterest(this, c);
       }
       c = next;
     }
