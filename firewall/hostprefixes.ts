@@ -1,7 +1,7 @@
 // The host-prefix watcher: which destinations are "on this host" (step 4 of the decision).
 //
 // slirpnetstack reloads the main and local routing tables every 30 s. slirpd does the same
-// (rtnl.ts: local addresses and directly reachable prefixes, default and gatewayed routes
+// (ffi/rtwatch.ts: local addresses and directly reachable prefixes, default and gatewayed routes
 // excluded), and also listens for changes: a NETLINK_ROUTE socket subscribed to the IPv4/IPv6
 // address and route groups sits in the Poller, and any message on it triggers a new dump, so an
 // address added to the host counts as "host" within milliseconds, not 30 s. Bursts (one `ip
@@ -27,7 +27,7 @@ import {
   ifIndex,
   openRouteMonitor,
   RT_SCOPE_UNIVERSE,
-} from "./rtnl.ts";
+} from "../ffi/rtwatch.ts";
 
 /** slirpnetstack's period. */
 export const RESCAN_MS = 30_000;

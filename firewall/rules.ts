@@ -7,17 +7,20 @@
 //     `[2001:db8::/32]:443`), or a DNS name; the host/port split is slirpnetstack's
 //     SplitHostPort: colons inside brackets do not split;
 //   - PORT is one port or MIN-MAX; 0 or none means every port;
-//   - the value `all` alone means every destination (any://0.0.0.0/0,any://[::]/0).
-// Port errors carry Go's strconv text (`strconv.ParseUint: parsing "a": invalid syntax`).
+//   - the value `all` alone means every destination (any://0.0.0.0/0,any://[::]/0; in
+//     slirpnetstack tcp and udp only, it has no ICMP rules).
+// Port errors carry Go's strconv text (`strconv.ParseUint: parsing "a": invalid syntax`);
+// a reversed range says `min port must be smaller equal than max port` (slirpnetstack's text
+// ends at "max"; a script matching that still matches).
 //
 // Two steps, because flags are parsed synchronously and DNS is not: `parseRules` checks the
 // syntax and leaves names unresolved (config.ts calls it, so a bad rule stops slirpd before
-// anything starts); `resolveRules` looks the names up once at start and turns every spec into
-// prefix rules. Differences from slirpnetstack: a name gives a rule for each address it resolves
+// anything starts); `resolveRules` looks the names up once at start (with the resolver it is
+// given: start.ts's getaddrinfo one; this file does no I/O) and turns every spec into prefix
+// rules. Differences from slirpnetstack: a name gives a rule for each address it resolves
 // to (slirpnetstack takes the first IPv4 one); ICMP flows carry port 0 and only match rules that
 // cover port 0, so an icmp:// rule must not name ports.
 
-import { lookup } from "node:dns/promises";
 import { formatIp, parseIp } from "../stack/wire/bytes.ts";
 import { maskAddr, PROTO_ICMP, PROTO_TCP, PROTO_UDP, type Rule } from "./decide.ts";
 
@@ -150,31 +153,8 @@ export function parseRules(value: string): RuleSpec[] {
   return value.split(",").map(parseOne);
 }
 
-/** A DNS lookup: every address of a name (tests pass their own). */
+/** A DNS lookup: every address of a name (start.ts: getaddrinfo; tests pass their own). */
 export type Resolver = (name: string) => Promise<Uint8Array[]>;
-
-/** getaddrinfo through node:dns (reads /etc/hosts; Deno.resolveDns would not). */
-export const systemResolver: Resolver = async (name) => {
-  let found;
-  try {
-    found = await lookup(name, { all: true, verbatim: true });
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    const why = code === "ENOTFOUND" || code === "EAI_NONAME" || code === undefined
-      ? "no such host"
-      : code;
-    throw new RuleError(`lookup ${name}: ${why}`);
-  }
-  const out: Uint8Array[] = [];
-  for (const a of found) {
-    const ip = parseIp(a.address.replace(/%.*$/, ""));
-    if (ip && !out.some((o) => o.length === ip.length && o.every((b, i) => b === ip[i]))) {
-      out.push(ip);
-    }
-  }
-  if (out.length === 0) throw new RuleError(`lookup ${name}: no such host`);
-  return out;
-};
 
 /** A rule spec as it appeared on the command line, with its flag (for error messages). */
 export interface FlagRules {
@@ -199,8 +179,8 @@ export class FlagValueError extends Error {
  */
 export async function resolveRules(
   lists: readonly FlagRules[],
-  log: (line: string) => void = () => {},
-  resolver: Resolver = systemResolver,
+  log: (line: string) => void,
+  resolver: Resolver,
 ): Promise<Rule[]> {
   const rules: Rule[] = [];
   for (const { flag, value, specs } of lists) {

@@ -13,7 +13,32 @@ import { formatIp } from "../stack/wire/bytes.ts";
 import type { Rule } from "./decide.ts";
 import { HostPrefixes, interfaceAddress } from "./hostprefixes.ts";
 import { Firewall } from "./policy.ts";
-import { type FlagRules, FlagValueError, resolveRules } from "./rules.ts";
+import { lookup } from "node:dns/promises";
+import { parseIp } from "../stack/wire/bytes.ts";
+import { type FlagRules, FlagValueError, type Resolver, resolveRules, RuleError } from "./rules.ts";
+
+/** getaddrinfo through node:dns (reads /etc/hosts; Deno.resolveDns would not). */
+export const systemResolver: Resolver = async (name) => {
+  let found;
+  try {
+    found = await lookup(name, { all: true, verbatim: true });
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    const why = code === "ENOTFOUND" || code === "EAI_NONAME" || code === undefined
+      ? "no such host"
+      : code;
+    throw new RuleError(`lookup ${name}: ${why}`);
+  }
+  const out: Uint8Array[] = [];
+  for (const a of found) {
+    const ip = parseIp(a.address.replace(/%.*$/, ""));
+    if (ip && !out.some((o) => o.length === ip.length && o.every((b, i) => b === ip[i]))) {
+      out.push(ip);
+    }
+  }
+  if (out.length === 0) throw new RuleError(`lookup ${name}: no such host`);
+  return out;
+};
 
 /** The Config fields the firewall reads (config.ts's Config has them all). */
 export interface FirewallConfig {
@@ -58,8 +83,8 @@ export async function prepareFirewall(
   log: (line: string) => void,
 ): Promise<PreparedFirewall> {
   return {
-    allow: await resolveRules(cfg.allow, log),
-    deny: await resolveRules(cfg.deny, log),
+    allow: await resolveRules(cfg.allow, log, systemResolver),
+    deny: await resolveRules(cfg.deny, log, systemResolver),
     outbound4: outbound(cfg.outbound4, 4, "outbound-addr", log),
     outbound6: outbound(cfg.outbound6, 6, "outbound-addr6", log),
   };

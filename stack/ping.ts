@@ -27,7 +27,7 @@ import type { Transport } from "./ip.ts";
 import type { PacketMeta } from "./meta.ts";
 import type { TimerWheel } from "./timers.ts";
 import type { Tx } from "./tx.ts";
-import { type CloseReason, Flow, FlowTable, type PollerLike } from "./udp/flows.ts";
+import { type CloseReason, Flow, FlowTable, type PollerLike, routable } from "./udp/flows.ts";
 
 const EPOLLIN = 0x1;
 const ECHO_REQUEST4 = 8;
@@ -120,9 +120,7 @@ export class Ping implements Transport {
     const b = m.b;
     const family = m.family;
     const d = m.dstOff;
-    if (
-      family === 4 ? (b[d] >= 224 || (b[d] | b[d + 1] | b[d + 2] | b[d + 3]) === 0) : b[d] === 0xff
-    ) {
+    if (!routable(family, b, d)) {
       this.stats.notRoutable++;
       this.counters.dropUnhandled++;
       return null;

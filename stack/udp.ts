@@ -21,7 +21,8 @@
 //
 // A service for a specific address wins over one for any address; (family, address, port)
 // must be unique. sendTo/reply fragment a datagram larger than the guest MTU, return false when
-// the tap refused a frame, and do not throw.
+// the tap refused a frame, and do not throw. (Today's DNS/DHCP sit in front of this transport
+// instead, stack/services.ts: GuestServices.udpInput(next = this); both ways work together.)
 //
 // Routing: every other datagram belongs to a flow keyed by (family, guest addr:port, dst
 // addr:port), looked up by hashing the tuple in place (udp/flows.ts). A new flow asks
@@ -41,7 +42,7 @@ import type { Transport } from "./ip.ts";
 import type { PacketMeta } from "./meta.ts";
 import type { TimerWheel } from "./timers.ts";
 import type { Tx } from "./tx.ts";
-import { type CloseReason, FlowTable, type PollerLike } from "./udp/flows.ts";
+import { type CloseReason, FlowTable, type PollerLike, routable } from "./udp/flows.ts";
 import {
   EPOLLERR,
   EPOLLIN,
@@ -79,7 +80,7 @@ export class UdpStats {
   flowsOpened = 0;
   flowsClosed = 0;
   policyRefused = 0;
-  /** Multicast and broadcast destinations: no flow can answer from them. */
+  /** Multicast, broadcast, IPv6 link-local destinations and port 0: not a trackable flow. */
   notRoutable = 0;
   dropMalformed = 0;
   dropBadChecksum = 0;
@@ -270,9 +271,7 @@ export class UdpStack implements Transport {
     const family = m.family;
     const alen = family === 4 ? 4 : 16;
     const d = m.dstOff;
-    if (
-      family === 4 ? (b[d] >= 224 || (b[d] | b[d + 1] | b[d + 2] | b[d + 3]) === 0) : b[d] === 0xff
-    ) {
+    if (!routable(family, b, d) || dstPort === 0) {
       this.stats.notRoutable++;
       this.counters.dropUnhandled++;
       return null;

@@ -1,11 +1,11 @@
-// The host-prefix watcher (firewall/hostprefixes.ts, rtnl.ts) against a real kernel: a netns
+// The host-prefix watcher (firewall/hostprefixes.ts, ffi/rtwatch.ts) against a real kernel: a netns
 // with addresses and routes of each kind, dumped over rtnetlink; then a change made with `ip`
 // while the Poller runs reaches the set through the change socket, without the 30 s rescan.
 // The dump and the change socket are made inside the namespace with withNetns.
 
 import assert from "node:assert/strict";
 import { HostPrefixes, interfaceAddress } from "../firewall/hostprefixes.ts";
-import { dumpHost, openRouteMonitor } from "../firewall/rtnl.ts";
+import { dumpHost, openRouteMonitor } from "../ffi/rtwatch.ts";
 import { withNetns } from "../ffi/netns.ts";
 import { Poller } from "../ffi/poller.ts";
 import { parseIp } from "../stack/wire/bytes.ts";

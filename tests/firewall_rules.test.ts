@@ -15,6 +15,7 @@ import {
   splitHostPort,
 } from "../firewall/rules.ts";
 import { PROTO_ICMP, PROTO_TCP, PROTO_UDP } from "../firewall/decide.ts";
+import { systemResolver } from "../firewall/start.ts";
 import { run, slirpdCommand } from "./harness.ts";
 
 function show(v: string): string {
@@ -190,7 +191,7 @@ Deno.test("firewall rules: names resolve at start; localhost from /etc/hosts", a
     },
   ];
   const lines: string[] = [];
-  const rules = await resolveRules(lists, (l) => lines.push(l));
+  const rules = await resolveRules(lists, (l) => lines.push(l), systemResolver);
   const local = rules.filter((r) => r.portMin === 22);
   assert.ok(local.length >= 1, "localhost resolves to at least one address");
   assert.ok(local.some((r) => r.addr.join(".") === "127.0.0.1" && r.len === 32), "127.0.0.1/32");

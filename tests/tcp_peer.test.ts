@@ -8,8 +8,10 @@
 //     port 19  source: read "<bytes>\n", answer "<sha256>\n" then the bytes, then close
 //     port 13  half-close: read to EOF, then send "got <bytes>\n" and close
 //     port 11  slow reader: reads nothing until a connection to port 12, then acts as port 9
+//     port 15  reads a line, then resets;  port 17  prints "peer-reset" / "peer-eof"
 //   client modes: echo HOST N | upload HOST N | download HOST N | many HOST COUNT |
-//     refused HOST PORT | halfclose HOST | slowpush HOST N SECONDS GATEFILE
+//     refused HOST PORT | halfclose HOST | slowpush HOST N SECONDS GATEFILE |
+//     pingpong HOST ROUNDS (prints "rtt-ms X") | resets HOST
 //   python3 PEER <client mode> ...  (in the guest namespace; prints OK and exits 0 on success)
 //
 // Data is a fixed random block repeated, so both ends hash what actually crossed.
@@ -20,6 +22,7 @@
 const PEER_PY = String.raw`
 import hashlib
 import os
+import struct
 import socket
 import sys
 import threading
@@ -94,6 +97,18 @@ def handle(port, c):
             c.sendall(f"got {n}\n".encode())
         elif port == 12:
             slow_gate.set()
+        elif port == 15:
+            # Reset server: read a line, then close with RST (SO_LINGER 0).
+            recv_line(c)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif port == 17:
+            # Watch server: report how the guest's side ended.
+            try:
+                while c.recv(65536):
+                    pass
+                print("peer-eof", flush=True)
+            except ConnectionResetError:
+                print("peer-reset", flush=True)
     except OSError:
         pass
     finally:
@@ -101,7 +116,7 @@ def handle(port, c):
 
 
 def serve():
-    for port in (7, 9, 11, 12, 13, 19):
+    for port in (7, 9, 11, 12, 13, 15, 17, 19):
         ls = dual_listener(port)
 
         def loop(ls=ls, port=port):
@@ -193,6 +208,42 @@ def many(host, count):
     assert not errors, f"{len(errors)} failed: {errors[:5]}"
 
 
+def pingpong(host, rounds):
+    s = connect(host, 7)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    msg = b"p" * 100
+    t0 = time.time()
+    for _ in range(rounds):
+        s.sendall(msg)
+        got = b""
+        while len(got) < len(msg):
+            d = s.recv(4096)
+            assert d, "closed"
+            got += d
+    dt = (time.time() - t0) / rounds
+    s.close()
+    print(f"rtt-ms {dt * 1000:.3f}", flush=True)
+
+
+def resets(host):
+    # The host peer resets: the guest sees ECONNRESET.
+    s = connect(host, 15)
+    s.sendall(b"bye\n")
+    try:
+        while s.recv(100):
+            pass
+        raise AssertionError("EOF instead of a reset")
+    except ConnectionResetError:
+        pass
+    s.close()
+    # The guest resets: the host peer sees ECONNRESET (the test reads the server's output).
+    s = connect(host, 17)
+    s.sendall(b"x" * 1000)
+    time.sleep(0.2)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
 def refused(host, port):
     try:
         connect(host, port, timeout=20)
@@ -279,6 +330,10 @@ if __name__ == "__main__":
         many(sys.argv[2], int(sys.argv[3]))
     elif mode == "refused":
         refused(sys.argv[2], int(sys.argv[3]))
+    elif mode == "pingpong":
+        pingpong(sys.argv[2], int(sys.argv[3]))
+    elif mode == "resets":
+        resets(sys.argv[2])
     elif mode == "halfclose":
         halfclose(sys.argv[2])
     elif mode == "slowpush":
@@ -290,6 +345,7 @@ if __name__ == "__main__":
 
 import assert from "node:assert/strict";
 import {
+  type Background,
   type HostNet,
   makeHostNet,
   makeNetns,
@@ -319,6 +375,8 @@ export interface World extends AsyncDisposable {
   net: HostNet;
   guest: Netns;
   slirpd: Slirpd;
+  /** The peer servers (their stdout carries "peer-reset" / "peer-eof"). */
+  servers: Background;
   py: string;
   /** Runs a peer client mode in the guest; asserts it printed OK. */
   client(args: string[], timeoutMs?: number): Promise<string>;
@@ -356,6 +414,7 @@ export async function makeWorld(
       net,
       guest,
       slirpd,
+      servers: srv,
       py,
       async client(args: string[], timeoutMs = 60_000): Promise<string> {
         const r = await guest.exec(["python3", py, ...args], { timeoutMs });

@@ -119,3 +119,29 @@ Deno.test({
     assert.equal(st.code, 0);
   },
 });
+
+Deno.test({
+  name: "tcp routing: RST is carried both ways",
+  ignore: SKIP !== null,
+  fn: async () => {
+    await using w = await makeWorld();
+    await w.client(["resets", HostNet.REMOTE4]);
+    await w.servers.waitFor((b) => /peer-(reset|eof)/.test(b.stdout), 10_000, "the server's view");
+    assert.match(w.servers.stdout, /peer-reset/, "the guest's RST reached the host peer");
+    await w.client(["resets", HostNet.REMOTE6]);
+  },
+});
+
+Deno.test({
+  name: "tcp routing: small request/response round trips have no delayed-ACK or Nagle stalls",
+  ignore: SKIP !== null,
+  fn: async () => {
+    await using w = await makeWorld(["--quiet"]);
+    for (const host of [HostNet.REMOTE4, HostNet.REMOTE6]) {
+      const out = await w.client(["pingpong", host, "500"]);
+      const rtt = Number(out.match(/rtt-ms ([\d.]+)/)![1]);
+      console.log(`${host}: mean round trip ${rtt.toFixed(3)} ms`);
+      assert.ok(rtt < 5, `mean round trip ${rtt} ms`);
+    }
+  },
+});

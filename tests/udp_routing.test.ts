@@ -30,6 +30,7 @@ def fam(host):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 def serve():
+    sink = [0]  # datagrams on port 9
     sel = selectors.DefaultSelector()
     for port in (7, 9):
         s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -48,6 +49,10 @@ def serve():
                     break
                 if key.data == 7:
                     key.fileobj.sendto(d, a)
+                elif d == b"count?":
+                    key.fileobj.sendto(str(sink[0]).encode(), a)
+                else:
+                    sink[0] += 1
 
 def connected(host, port, timeout=5):
     s = socket.socket(fam(host), socket.SOCK_DGRAM)
@@ -96,6 +101,11 @@ def silent(host, port):
         return
     raise AssertionError("a blocked destination answered")
 
+def count(host):
+    s = connected(host, 9)
+    s.send(b"count?")
+    print("received", s.recv(100).decode())
+
 def flood(host, port, n):
     for i in range(n):
         s = socket.socket(fam(host), socket.SOCK_DGRAM)
@@ -116,6 +126,8 @@ elif mode == "refused":
     refused(args[0], int(args[1]))
 elif mode == "silent":
     silent(args[0], int(args[1]))
+elif mode == "count":
+    count(args[0])
 elif mode == "flood":
     flood(args[0], int(args[1]), int(args[2]))
 print("OK")
@@ -249,9 +261,11 @@ Deno.test({
   fn: async () => {
     const MAX = 64;
     const N = 10_000;
+    // --quiet: 20k log lines would make slirpd, not the table, the bottleneck.
     await using w = await makeWorld([
       "--enable-routing",
       "--enable-host",
+      "--quiet",
       "--max-udp-flows",
       `${MAX}`,
     ]);
@@ -273,15 +287,14 @@ Deno.test({
     assert.ok(after <= MAX && after >= MAX / 2, `${after} flows left, at most ${MAX}`);
     // New flows still work after the flood evicted thousands.
     await w.client(["echo", HostNet.REMOTE4, "1000"]);
-    // Every datagram the guest's tap queue did not drop opened a flow; all but MAX were evicted.
+    // Every datagram the guest's tap queue did not drop reached the remote (each through its
+    // own host socket: the guest sent each from another port).
     const link = JSON.parse(await w.guest.must(["ip", "-s", "-j", "link", "show", "tun0"]));
     const guestDrops: number = link[0].stats64.tx.dropped;
-    await w.slirpd.stop();
-    const stats = JSON.parse(w.slirpd.stderr.match(/stopped: (\{.*\})/)![1]);
-    console.log(`guest tap drops ${guestDrops}, udp ${JSON.stringify(stats.udp)}`);
-    assert.ok(stats.udp.flowsOpened + guestDrops >= N, `${N} flows opened or dropped by the guest`);
-    assert.ok(stats.udp.flowsOpened >= N / 2, "most of them reached slirpd");
-    assert.ok(stats.udp.evicted >= stats.udp.flowsOpened - MAX, "all but the last were evicted");
+    const got = Number((await w.client(["count", HostNet.REMOTE4])).match(/received (\d+)/)![1]);
+    console.log(`the remote received ${got}; the guest's tap dropped ${guestDrops}`);
+    assert.ok(got + guestDrops >= N, `${N} flows: ${got} received + ${guestDrops} dropped`);
+    assert.ok(got >= N / 2, "most of them reached the remote");
   },
 });
 

@@ -156,11 +156,11 @@ export class Conn implements Keyed {
   rexmitMark = 0;
   rexmitTime = 0;
   /**
-   * The retransmission timer is armed as a probe (PROBE_TLP: tail loss probe, RFC 8985 §7;
-   * PROBE_RECOVERY: lost retransmission during recovery) rather than the RTO; one probe per
-   * flight (probeDone, cleared by new ACKs).
+   * The retransmission timer is armed as a probe rather than the RTO: a tail loss probe
+   * (RFC 8985 §7), or in recovery a second go at the holes; one per flight (probeDone,
+   * cleared by new ACKs).
    */
-  probe = 0;
+  probe = false;
   probeDone = false;
 
   // --- timers ---

@@ -66,6 +66,11 @@ export function startConnect(t: TcpStack, c: Conn): boolean {
 
 function connected(t: TcpStack, c: Conn): void {
   const s = c.sock as HostSocket;
+  // Nagle already ran in the guest (or was turned off there on purpose); slirpd writes what
+  // the guest sent, gathered per batch, and must not hold it back for the host peer's ACK.
+  try {
+    s.setNoDelay?.(true);
+  } catch { /* not fatal */ }
   const l = s.localAddress(), r = s.remoteAddress();
   if (l && r) {
     c.hostLabel = `${addrPort(c.family, l.addr, l.port)}-${addrPort(c.family, r.addr, r.port)}`;
@@ -216,7 +221,6 @@ export function guestData(
     const got = c.store.put(b, off, len, (seq - c.hostSeq) | 0);
     t.stats.oooSegments++;
     if (got < len) t.stats.oooDropped++;
-    if (got === 0 && c.store.pool.inUse === c.store.pool.maxBuffers) t.stats.storeExhausted++;
     sendAck(t, c);
     return;
   }

@@ -37,9 +37,6 @@ function timeout(c: Conn): number {
   return ms;
 }
 
-export const PROBE_TLP = 1;
-export const PROBE_RECOVERY = 2;
-
 /**
  * Delay for the retransmission timer. While no probe was sent for this flight it is a probe
  * timeout (RFC 8985 §7.2: 2*SRTT, more when a lone segment may sit in the guest's delayed-ACK
@@ -49,13 +46,13 @@ export const PROBE_RECOVERY = 2;
  */
 function rtxDelay(c: Conn): number {
   if (!c.probeDone && c.backoff === 0 && c.srtt > 0 && c.sackOk) {
-    c.probe = c.inRecovery ? PROBE_RECOVERY : PROBE_TLP;
+    c.probe = true;
     let pto = 2 * c.srtt;
     if (((c.sndMax - c.sndUna) | 0) <= c.mss) pto += 40; // a guest delayed ACK (Linux: 40 ms)
     if (pto < 5) pto = 5;
     return pto < c.rto ? pto : c.rto;
   }
-  c.probe = 0;
+  c.probe = false;
   return timeout(c);
 }
 
@@ -292,8 +289,8 @@ export function persistIfStalled(t: TcpStack, c: Conn): void {
 
 /** The retransmission timer fired. */
 export function rtxTimeout(t: TcpStack, c: Conn): void {
-  if (c.probe !== 0) {
-    c.probe = 0;
+  if (c.probe) {
+    c.probe = false;
     c.probeDone = true;
     if (c.sndNxt !== c.sndUna && c.sock !== null) {
       t.stats.probes++;

@@ -1,6 +1,7 @@
 // The TCP transport: owns the flow table, the shared RecvStore pool, the TIME-WAIT list and
 // the counters; `input` is called by the IP layer for every guest TCP segment, `flush` once
-// per batch of guest frames (it sends the ACKs deferred during the batch).
+// per batch of guest frames (it writes the gathered guest bytes and sends the ACKs deferred
+// during the batch) and on every timer tick.
 //
 // The engine is split by concern (passt-like small files):
 //   input.ts       RFC 9293 segment arrival
@@ -11,7 +12,7 @@
 
 import type { PacketMeta } from "../meta.ts";
 import type { Tx } from "../tx.ts";
-import type { Timer, TimerWheel } from "../timers.ts";
+import type { TimerWheel } from "../timers.ts";
 import { TcpOptions, type TcpSynOptionsInit, TcpView } from "../wire/tcp.ts";
 import { TcpSocket } from "../../ffi/socket.ts";
 import { Conn, ESTABLISHED, SYN_SENT, TIME_WAIT } from "./conn.ts";
@@ -55,6 +56,8 @@ export interface HostSocket {
   sendBufSize(refresh?: boolean): number;
   localAddress(): { addr: Uint8Array; port: number } | null;
   remoteAddress(): { addr: Uint8Array; port: number } | null;
+  /** TCP_NODELAY (may throw; optional for fakes). */
+  setNoDelay?(on: boolean): void;
 }
 
 export interface TcpConfig {
@@ -108,7 +111,6 @@ export class TcpStats {
   dupSegments = 0;
   oooSegments = 0;
   oooDropped = 0;
-  storeExhausted = 0;
   dupAcks = 0;
   retransmits = 0;
   retransmittedBytes = 0;
@@ -239,6 +241,7 @@ export class TcpStack {
     out.connections = this.table.size;
     out.timeWait = this.#twCount;
     out.storeBuffersInUse = this.pool.inUse;
+    if (this.pool.exhausted > 0) out.storeExhausted = this.pool.exhausted;
     return out;
   }
 
@@ -369,5 +372,3 @@ function sameAddr(a: Uint8Array, b: Uint8Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
-
-export type { Timer };

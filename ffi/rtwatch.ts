@@ -1,6 +1,5 @@
-// rtnetlink for the host-prefix watcher: dump the host's addresses and routes, and a socket
-// that reports their changes. (libc calls kept here so the watcher stays readable; this file is
-// ffi-level code and may move to ffi/ with the other netlink code.)
+// rtnetlink for the firewall's host-prefix watcher: dump the host's addresses and routes, and a
+// socket that reports their changes. (The policy built on it is firewall/hostprefixes.ts.)
 //
 // A dump is one request (NLM_F_DUMP) and replies until NLMSG_DONE. rtnetlink produces the first
 // reply inside sendmsg() and each further one inside the recvmsg() that empties the previous,
@@ -14,10 +13,10 @@
 // and routes via a gateway lead away from the host and are left out. Messages are in host byte
 // order (little-endian on x86_64 and Linux aarch64).
 
-import { check, errno, openLibc, SyscallError } from "../ffi/libc.ts";
-import { closeFd } from "../ffi/netns.ts";
-import { EAGAIN, EINTR, ENOBUFS } from "../ffi/errno.ts";
-import { cstring } from "../ffi/libc.ts";
+import { check, errno, openLibc, SyscallError } from "./libc.ts";
+import { closeFd } from "./netns.ts";
+import { EAGAIN, EINTR, ENOBUFS } from "./errno.ts";
+import { cstring } from "./libc.ts";
 
 const libc = openLibc({
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
