@@ -65,9 +65,6 @@ export async function runDaemon(cfg: Config): Promise<number> {
     console.error(`slirpd: ${e.message}`);
     return 2;
   }
-  if ((prepared.outbound4 || prepared.outbound6) && !cfg.quiet) {
-    console.error("[!] --outbound-addr/--source-ipv4/6: accepted, not applied yet (engine hook)");
-  }
   const tap = await attach(cfg, plan);
   const poller = new Poller();
   const fw = openFirewall(cfg, prepared, plan, poller, fwLog);
@@ -82,6 +79,8 @@ export async function runDaemon(cfg: Config): Promise<number> {
     connectTimeoutMs: cfg.connectTimeoutMs,
     udpTimeoutMs: cfg.udpTimeoutMs,
     maxUdpFlows: cfg.maxUdpFlows,
+    outbound4: prepared.outbound4,
+    outbound6: prepared.outbound6,
     services: { dns: cfg.dns, resolvConf: cfg.resolvConf, configured: cfg.configure },
   });
   poller.add(tap, EPOLLIN, () => stack.drainTap());

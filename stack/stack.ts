@@ -16,6 +16,7 @@ import {
 import type { Poller } from "../ffi/poller.ts";
 import { TimerWheel } from "./timers.ts";
 import { TcpStack } from "./tcp/stack.ts";
+import { FlowVerdict, Outbound } from "./outbound.ts";
 import { GuestServices, type ServicesOptions } from "./services.ts";
 import { TcpSocket } from "../ffi/socket.ts";
 import { Fragmenter } from "./frag.ts";
@@ -47,6 +48,9 @@ export interface StackOptions {
   udpTimeoutMs?: number;
   /** Most UDP flows at once; the one idle longest is evicted (default 4096). */
   maxUdpFlows?: number;
+  /** --outbound-addr / --outbound-addr6: source address of routed flows' host sockets. */
+  outbound4?: Uint8Array | null;
+  outbound6?: Uint8Array | null;
 }
 
 /** Frames handled per readiness callback before host sockets get their turn. */
@@ -69,6 +73,7 @@ export class Stack {
   readonly reasm: Reassembler;
   readonly udp: UdpStack;
   readonly ping: Ping;
+  readonly outbound: Outbound;
 
   constructor(readonly opts: StackOptions) {
     this.#tap = opts.tap;
@@ -106,18 +111,30 @@ export class Stack {
       : null;
     this.services = svc;
     icmp6.next = svc?.icmp6Input(icmp6.next) ?? icmp6.next;
-    // DNS over TCP: a guest connection to the DNS address:53 goes to the upstream server;
-    // it is slirpd's own service, so the firewall is not asked.
-    const policy: Policy = svc?.dns
-      ? (f, proto, dst, port) =>
-        svc.dnsTcpTarget(f, dst, port) !== null || opts.policy(f, proto, dst, port)
-      : opts.policy;
-    const connect = svc?.dns
-      ? (f: 4 | 6, addr: Uint8Array, port: number) => {
-        const t = svc.dnsTcpTarget(f, addr, port);
-        return t ? TcpSocket.connect(t.family, t.addr, t.port) : TcpSocket.connect(f, addr, port);
-      }
-      : undefined;
+    // New flows ask Outbound: redirects first (DNS over TCP to the upstream resolver, remote
+    // forwards, host loopback), then the firewall.
+    const out = new Outbound(opts.policy, opts.outbound4 ?? null, opts.outbound6 ?? null);
+    this.outbound = out;
+    if (svc?.dns) {
+      const dnsTarget = (f: 4 | 6, dst: Uint8Array, port: number) => svc.dnsTcpTarget(f, dst, port);
+      out.addRedirect({ proto: 6, family: 4, addr: opts.plan.dns4, port: 53, target: dnsTarget });
+      out.addRedirect({ proto: 6, family: 6, addr: opts.plan.dns6, port: 53, target: dnsTarget });
+    }
+    // The TCP engine asks `policy` and then, in the same SYN, `connect` for that flow: the
+    // verdict of the one carries over to the other.
+    let tcpVerdict: FlowVerdict = FlowVerdict.Refused;
+    const policy: Policy = (f, _proto, dst, port) => {
+      tcpVerdict = out.decide(6, f, dst, port);
+      return tcpVerdict === FlowVerdict.Routed || tcpVerdict === FlowVerdict.Redirected;
+    };
+    const connect = (f: 4 | 6, addr: Uint8Array, port: number) => {
+      const t = tcpVerdict === FlowVerdict.Redirected ? out.target : null;
+      if (t) return TcpSocket.connect(t.family, t.addr, t.port);
+      const bindAddr = out.bindFor(f);
+      return bindAddr
+        ? TcpSocket.connect(f, addr, port, { bindAddr })
+        : TcpSocket.connect(f, addr, port);
+    };
     this.tcp = new TcpStack(this.tx, opts.poller, this.wheel, {
       connect,
       policy,
