@@ -1,0 +1,97 @@
+// Running a container with gVisor's runsc, bounded in time and always cleaned up.
+//
+// Two things make runsc work against a namespace slirpd serves, on this kernel:
+//
+//   1. --network=sandbox: gVisor's own netstack drives the links of the container's network
+//      namespace. runsc opens an AF_PACKET socket on every up, addressed link (our tap), moves
+//      the addresses and routes into gVisor, and deletes them from the kernel. Frames gVisor
+//      sends on that packet socket come out of the tap fd slirpd reads, and frames slirpd writes
+//      to the tap reach the packet socket: a tap works, no veth is needed.
+//   2. A tmpfs over /proc/sys/net/core, in a private mount namespace (`unshare -m`). runsc
+//      refuses ("cannot run with network enabled in root network namespace") when, after joining
+//      the container's netns, /proc/sys/net/core/rmem_default exists: its isRootNS() test (in
+//      runsc/sandbox/network.go) assumes only the init netns has that file. Since Linux 6.x
+//      rmem_default/wmem_default are per-netns, so every netns has it and the test always says
+//      "root" (gVisor issue 10704, reported 2024-07 and fixed in later releases; Debian's
+//      0.0~20221219 predates it). Hiding the directory in runsc's own mount namespace makes
+//      the test answer correctly; nothing outside that mount namespace sees the tmpfs.
+
+import { run } from "../../tests/harness.ts";
+
+export interface RunscResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+export class Runsc {
+  /**
+   * @param root   runsc's --root state directory (ours alone, removed by the caller)
+   * @param flags  global flags, e.g. --platform=ptrace --network=sandbox
+   */
+  constructor(readonly root: string, readonly flags: string[]) {}
+
+  argv(args: string[]): string[] {
+    return ["runsc", `--root=${this.root}`, ...this.flags, ...args];
+  }
+
+  /** `runsc run` inside `unshare -m` with /proc/sys/net/core hidden (see the top of the file). */
+  async runContainer(bundle: string, id: string, timeoutMs: number): Promise<RunscResult> {
+    const cmd = [
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "--",
+      "sh",
+      "-c",
+      'mount -t tmpfs -o size=4k,mode=0555 slirpd-runsc /proc/sys/net/core && exec "$@"',
+      "sh",
+      ...this.argv(["run", `--bundle=${bundle}`, id]),
+    ];
+    const child = new Deno.Command(cmd[0], {
+      args: cmd.slice(1),
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let timedOut = false;
+    // On timeout kill the container through runsc too: the sandbox and gofer processes hold
+    // copies of our stdout/stderr pipes, and the output would never end while they live.
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+      void this.remove(id);
+    }, timeoutMs);
+    try {
+      const out = await child.output();
+      const dec = new TextDecoder();
+      return {
+        code: out.code,
+        stdout: dec.decode(out.stdout),
+        stderr: dec.decode(out.stderr),
+        timedOut,
+      };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Force-deletes the container (kills its sandbox and gofer); quiet if it is already gone. */
+  async remove(id: string): Promise<void> {
+    await run(this.argv(["delete", "--force", id]), { timeoutMs: 15_000 });
+  }
+}
+
+/** `runsc --version`'s first line, or null when runsc is not installed / does not run. */
+export async function runscVersion(): Promise<string | null> {
+  try {
+    const r = await run(["runsc", "--version"], { timeoutMs: 10_000 });
+    return r.code === 0 ? r.stdout.split("\n")[0].trim() : null;
+  } catch {
+    return null;
+  }
+}
