@@ -266,6 +266,22 @@ let partial: { tool: ToolName; mtu: number; samples: Map<MetricKey, Sample[]> } 
 
 let finished = false;
 let current: Promise<unknown> = Promise.resolve();
+/** The firewall's decision rate at 0..10k rules (scripts/bench_firewall.ts, its own process). */
+async function firewallBench(): Promise<Record<string, unknown>[] | string> {
+  const script = new URL("./bench_firewall.ts", import.meta.url).pathname;
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--v8-flags=--expose-gc", script, "--json"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) return `failed: ${new TextDecoder().decode(out.stderr).trim()}`;
+    return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "[]");
+  } catch (e) {
+    return `failed: ${e instanceof Error ? e.message : e}`;
+  }
+}
+
 async function finish(note: string | null): Promise<void> {
   if (finished) return;
   finished = true;
@@ -276,6 +292,19 @@ async function finish(note: string | null): Promise<void> {
     `\nslirpd bench — ${new Date().toISOString()}, iperf3 -t ${opt.seconds}, runs ${opt.runs}`,
   );
   console.log(table);
+  const firewall = await firewallBench();
+  console.log("\nfirewall decisions (one new flow each):");
+  if (typeof firewall === "string") console.log(`  ${firewall}`);
+  else {
+    console.log("  rules   decisions/s   ns each   vs linear scan");
+    for (const r of firewall) {
+      console.log(
+        `  ${String(r["rules"]).padStart(5)}  ${String(r["decisions/s"]).padStart(12)}  ${
+          String(r["ns/decision"]).padStart(8)
+        }   ${r["speedup"]}x`,
+      );
+    }
+  }
   console.log(`\nelapsed ${elapsed.toFixed(1)} s${note ? ` (${note})` : ""}`);
   const json = {
     date: new Date(started).toISOString(),
@@ -288,6 +317,7 @@ async function finish(note: string | null): Promise<void> {
     results: resultsJson(results),
     ratios: ratiosJson(input),
     reference: REFERENCE,
+    firewall,
     table,
   };
   try {

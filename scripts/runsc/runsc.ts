@@ -37,7 +37,12 @@ export class Runsc {
   }
 
   /** `runsc run` inside `unshare -m` with /proc/sys/net/core hidden (see the top of the file). */
-  async runContainer(bundle: string, id: string, timeoutMs: number): Promise<RunscResult> {
+  async runContainer(
+    bundle: string,
+    id: string,
+    netnsPath: string,
+    timeoutMs: number,
+  ): Promise<RunscResult> {
     const cmd = [
       "unshare",
       "--mount",
@@ -46,8 +51,9 @@ export class Runsc {
       "--",
       "sh",
       "-c",
-      'mount -t tmpfs -o size=4k,mode=0555 slirpd-runsc /proc/sys/net/core && exec "$@"',
-      "sh",
+      'nsenter --net="$0" mount -t tmpfs -o size=4k,mode=0555 slirpd-runsc /proc/sys/net/core ' +
+      '&& exec "$@"',
+      netnsPath,
       ...this.argv(["run", `--bundle=${bundle}`, id]),
     ];
     const child = new Deno.Command(cmd[0], {
