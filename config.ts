@@ -1,7 +1,7 @@
 // Command line → one typed Config. Two forms, as the tools slirpd replaces take them:
 //
 //   slirpnetstack form:  slirpd --netns PATH [--interface tun0] [OPTIONS]
-//   slirp4netns form:    slirpd [OPTIONS] PID|PATH TAPNAME      (the tap is created)
+//   slirp4netns form:    slirpd [OPTIONS] PID|PATH [TAPNAME]    (the tap, default tap0, is created)
 //
 // Flags are accepted with one or two dashes (Go's flag package, which slirpnetstack uses,
 // takes both). Errors are one line in Go's flag wording, so scripts written for
@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { type FlagRules, parseRules, RuleError } from "./firewall/rules.ts";
 import { parseIp } from "./stack/wire/bytes.ts";
 import { type Cidr, CIDR4_MAX_LEN, CIDR6_MAX_LEN, parseCidr } from "./stack/netplan.ts";
+import { type ForwardSpec, parseForwardSpec, SpecError } from "./stack/forwards/spec.ts";
 
 export interface Config {
   /** Path of the guest's network namespace (`/proc/PID/ns/net` or a bind mount). */
@@ -51,6 +52,20 @@ export interface Config {
   dns: boolean;
   /** Where the DNS forwarder reads its upstream servers (--resolv-conf). */
   resolvConf: string;
+  /** --exit-fd: stop (exit 0) when this inherited fd becomes readable or hangs up. */
+  exitFd: number | null;
+  /** --userns-path: the user namespace that must own the netns (checked at start). */
+  usernsPath: string | null;
+  /** --macaddress: the guest tap's MAC (6 bytes; with --configure). */
+  mac: Uint8Array | null;
+  /** slirp4netns flags accepted for compatibility whose work slirpd does not do (logged once). */
+  acceptedOnly: string[];
+  /** -L then -R, in the order given (stack/forwards/spec.ts; defaults filled in at start). */
+  forwards: ForwardSpec[];
+  /** --api-socket: slirp4netns' JSON API on this unix socket path. */
+  apiSocket: string | null;
+  /** --dns-ttl: how long a forward's resolved host name is used before a new lookup. */
+  dnsTtlMs: number;
 }
 
 /** A bind address: literal, or an interface whose address the daemon looks up at start. */
@@ -200,6 +215,71 @@ export const FLAGS: Record<string, FlagSpec> = {
     arg: "IP",
     help: "source IPv6 address of outgoing flows (slirpnetstack's name for --outbound-addr6)",
   },
+  // slirp4netns' flags (its command-line form: slirpd [OPTIONS] PID|PATH [TAPNAME]).
+  "netns-type": {
+    type: "string",
+    arg: "pid|path",
+    help: "slirp4netns form: the first argument is a PID or a netns path (default: a number " +
+      "is a PID)",
+  },
+  "userns-path": {
+    type: "string",
+    arg: "PATH",
+    help: "the user namespace owning the netns; slirpd finds it itself and checks that it matches",
+  },
+  "exit-fd": {
+    type: "string",
+    short: "e",
+    arg: "FD",
+    help: "exit (code 0) when FD becomes readable or its other end is closed (slirp4netns)",
+  },
+  "macaddress": {
+    type: "string",
+    arg: "MAC",
+    help: "MAC address of the guest's tap (only with --configure)",
+  },
+  "enable-ipv6": {
+    type: "boolean",
+    short: "6",
+    help: "accepted for slirp4netns: slirpd always serves IPv6",
+  },
+  "enable-sandbox": {
+    type: "boolean",
+    help: "accepted for slirp4netns; no mount-namespace sandbox is made (see README)",
+  },
+  "enable-seccomp": {
+    type: "boolean",
+    help: "accepted for slirp4netns; no seccomp filter is installed (see README)",
+  },
+  "local-fwd": {
+    type: "string",
+    short: "L",
+    arg: "[PROTO://]SPEC",
+    multiple: true,
+    help: "forward a host port into the guest (repeatable); PROTO tcp, udp or tcppp (PROXY " +
+      "protocol clients); SPEC [BINDIP:]BINDPORT[:TARGETIP:TARGETPORT], default bind " +
+      "127.0.0.1 (::1), target the guest; bind port 0 picks a free one",
+  },
+  "remote-fwd": {
+    type: "string",
+    short: "R",
+    arg: "[PROTO://]SPEC",
+    multiple: true,
+    help: "forward guest flows to BINDIP:BINDPORT (any address; default the gateway) to a " +
+      "host target (default 127.0.0.1 / ::1), whatever the firewall says; PROTO tcp or udp",
+  },
+  "dns-ttl": {
+    type: "string",
+    arg: "DURATION",
+    default: "5s",
+    help: "how long a host name in -L/-R is used before it is looked up again (5s, 1m, 500ms)",
+  },
+  "api-socket": {
+    type: "string",
+    arg: "PATH",
+    help: "serve slirp4netns' JSON API (add_hostfwd, list_hostfwd, remove_hostfwd) on this " +
+      "unix socket",
+  },
   "quiet": { type: "boolean", short: "q", help: "do not log connections" },
   "help": { type: "boolean", short: "h", help: "show this help" },
 };
@@ -209,7 +289,7 @@ export function helpText(): string {
     "slirpd: user-mode networking for network namespaces",
     "",
     "usage: slirpd --netns PATH [--interface NAME] [OPTIONS]      (slirpnetstack form)",
-    "       slirpd [OPTIONS] PID|PATH TAPNAME                      (slirp4netns form)",
+    "       slirpd [OPTIONS] PID|PATH [TAPNAME]                    (slirp4netns form)",
     "",
     "options:",
   ];
@@ -293,6 +373,59 @@ function outboundFlag(
   throw invalid(addrFlag, out, `has to be a valid IPv${family} address or interface name`);
 }
 
+/** slirp4netns' PID|PATH argument under --netns-type (absent: a number is a PID). */
+function netnsTarget(type: string | undefined, arg: string): string {
+  const pid = /^[0-9]+$/.test(arg);
+  if (type === "path") return arg;
+  if (type === "pid") {
+    if (!pid) throw new UsageError(`expected a PID with --netns-type=pid, got "${arg}"`);
+    return `/proc/${arg}/ns/net`;
+  }
+  if (type !== undefined) throw invalid("netns-type", type, 'must be "pid" or "path"');
+  return pid ? `/proc/${arg}/ns/net` : arg;
+}
+
+/** --macaddress: a unicast MAC, only with --configure (as slirp4netns). */
+function macFlag(value: string | undefined, configure: boolean): Uint8Array | null {
+  if (value === undefined) return null;
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(value)) {
+    throw invalid("macaddress", value, "not a MAC address (6 hex bytes separated by ':')");
+  }
+  const mac = Uint8Array.from(value.split(":").map((h) => parseInt(h, 16)));
+  if (mac[0] & 1) throw invalid("macaddress", value, "a multicast address");
+  if (mac.every((b) => b === 0)) throw invalid("macaddress", value, "the zero address");
+  if (!configure) throw invalid("macaddress", value, "only valid with --configure");
+  return mac;
+}
+
+/** -L / -R values (Go's flag names in messages: `invalid value "X" for flag -L: ...`). */
+function forwardFlag(flag: "L" | "R", values: unknown): ForwardSpec[] {
+  return ((values ?? []) as string[]).map((value) => {
+    try {
+      return parseForwardSpec(flag === "L" ? "local" : "remote", value);
+    } catch (e) {
+      if (e instanceof SpecError) throw invalid(flag, value, e.message);
+      throw e;
+    }
+  });
+}
+
+/** A Go duration ("5s", "1m30s", "500ms") or plain seconds, in ms. */
+function durationFlag(flag: string, value: string): number {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  if (/^[0-9]+(\.[0-9]+)?$/.test(value)) return Number(value) * 1000;
+  const re = /([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/gy;
+  let ms = 0, end = 0;
+  for (let m = re.exec(value); m !== null; m = re.exec(value)) {
+    ms += Number(m[1]) * units[m[2]];
+    end = re.lastIndex;
+  }
+  if (end === 0 || end !== value.length) {
+    throw invalid(flag, value, "not a duration like 5s, 1m30s or 500ms");
+  }
+  return ms;
+}
+
 /** Go's flag package takes `-flag`; node's parseArgs wants `--flag`. */
 function normalize(argv: string[]): string[] {
   const out: string[] = [];
@@ -342,17 +475,17 @@ export function parseConfig(argv: string[]): ParseResult {
     if (netns !== undefined) {
       throw new UsageError(`unexpected argument "${pos[0]}": --netns is given`);
     }
-    if (pos.length !== 2) {
+    if (pos.length > 2) {
       throw new UsageError(
-        `expected PID|PATH TAPNAME (slirp4netns form), got ${pos.length} argument(s): ${
+        `expected PID|PATH [TAPNAME] (slirp4netns form), got ${pos.length} argument(s): ${
           pos.join(" ")
         }`,
       );
     }
     form = "slirp4netns";
-    netns = /^[0-9]+$/.test(pos[0]) ? `/proc/${pos[0]}/ns/net` : pos[0];
-    ifname = pos[1];
-  }
+    netns = netnsTarget(v["netns-type"] as string | undefined, pos[0]);
+    ifname = pos[1] ?? "tap0"; // slirp4netns' default
+  } else netnsTarget(v["netns-type"] as string | undefined, "0"); // checks the value only
   if (netns === undefined || netns === "") {
     throw new UsageError(
       "missing --netns PATH (or PID|PATH TAPNAME); see --help",
@@ -368,6 +501,7 @@ export function parseConfig(argv: string[]): ParseResult {
     );
   }
   const readyRaw = v["ready-fd"] as string | undefined;
+  const exitRaw = v["exit-fd"] as string | undefined;
   const configure = Boolean(v.configure);
   return {
     help: false,
@@ -395,6 +529,17 @@ export function parseConfig(argv: string[]): ParseResult {
       cidr6: cidrFlag("cidr6", str("cidr6"), 6),
       dns: !v["disable-dns"],
       resolvConf: nonEmpty("resolv-conf", str("resolv-conf")),
+      exitFd: exitRaw === undefined ? null : intFlag("exit-fd", exitRaw, 0, 1 << 20),
+      usernsPath: v["userns-path"] === undefined
+        ? null
+        : nonEmpty("userns-path", v["userns-path"] as string),
+      mac: macFlag(v.macaddress as string | undefined, configure),
+      acceptedOnly: ["enable-sandbox", "enable-seccomp"].filter((k) => v[k]),
+      forwards: [...forwardFlag("L", v["local-fwd"]), ...forwardFlag("R", v["remote-fwd"])],
+      apiSocket: v["api-socket"] === undefined
+        ? null
+        : nonEmpty("api-socket", v["api-socket"] as string),
+      dnsTtlMs: durationFlag("dns-ttl", str("dns-ttl")),
     },
   };
 }

@@ -12,12 +12,38 @@ import type { Config } from "./config.ts";
 import { openTap, type Tap } from "./ffi/tap.ts";
 import { configureGuest } from "./ffi/netlink.ts";
 import { EPOLLIN, Poller } from "./ffi/poller.ts";
-import { openGuestNetns } from "./ffi/userns.ts";
-import { writeAndClose } from "./ffi/fd.ts";
+import { netnsOwner, openGuestNetns } from "./ffi/userns.ts";
+import { WatchedFd, writeAndClose } from "./ffi/fd.ts";
+import { nsInode } from "./ffi/netns.ts";
 import { type NetPlan, netPlanFrom } from "./stack/netplan.ts";
 import { Stack } from "./stack/stack.ts";
 import { openFirewall, prepareFirewall } from "./firewall/start.ts";
 import { FlagValueError } from "./firewall/rules.ts";
+import { sanitySet } from "./firewall/sanity.ts";
+import { ApiSocket } from "./apisocket.ts";
+
+/** What slirp4netns' --enable-sandbox / --enable-seccomp would do, and why slirpd does not. */
+const ACCEPTED_ONLY: Record<string, string> = {
+  "enable-sandbox": "no mount-namespace sandbox is made (slirpd opens no files after start " +
+    "except --resolv-conf, and its stack is memory-safe TypeScript)",
+  "enable-seccomp": "no seccomp filter is installed (Deno needs a wide set of syscalls; the " +
+    "stack is memory-safe TypeScript)",
+};
+
+/**
+ * --userns-path: slirp4netns joins that user namespace; slirpd finds the netns's owner itself
+ * (ffi/userns.ts), so the path must name that owner, or the two would disagree.
+ */
+function checkUserns(cfg: Config): void {
+  if (cfg.usernsPath === null) return;
+  const want = nsInode(cfg.usernsPath);
+  const owner = netnsOwner(cfg.netns).ownerUserns;
+  if (want !== owner) {
+    throw new Error(
+      `--userns-path ${cfg.usernsPath} is not the user namespace that owns ${cfg.netns}`,
+    );
+  }
+}
 
 async function attach(cfg: Config, plan: NetPlan): Promise<Tap> {
   const ns = await openGuestNetns(cfg.netns);
@@ -38,6 +64,7 @@ async function attach(cfg: Config, plan: NetPlan): Promise<Tap> {
           { addr: plan.guest6, prefixLen: plan.prefixLen6 },
         ],
         gateways: [plan.gateway4, plan.gateway6],
+        mac: cfg.mac ?? undefined,
       }, ns);
     } catch (e) {
       tap.close();
@@ -65,6 +92,12 @@ export async function runDaemon(cfg: Config): Promise<number> {
     console.error(`slirpd: ${e.message}`);
     return 2;
   }
+  for (const flag of cfg.acceptedOnly) {
+    console.error(`[!] --${flag} is accepted for slirp4netns and ignored: ${ACCEPTED_ONLY[flag]}`);
+  }
+  checkUserns(cfg);
+  // Checked before the guest is touched: a bad fd is a start failure, not a half-made tap.
+  const exitFd = cfg.exitFd === null ? null : new WatchedFd(cfg.exitFd, "--exit-fd");
   const tap = await attach(cfg, plan);
   const poller = new Poller();
   const fw = openFirewall(cfg, prepared, plan, poller, fwLog);
@@ -81,9 +114,39 @@ export async function runDaemon(cfg: Config): Promise<number> {
     maxUdpFlows: cfg.maxUdpFlows,
     outbound4: prepared.outbound4,
     outbound6: prepared.outbound6,
+    // slirp4netns form: the gateway is the host's loopback (or unreachable with
+    // --disable-host-loopback); slirpnetstack form: only -R forwards reach the host.
+    hostLoopback: cfg.form !== "slirp4netns"
+      ? undefined
+      : cfg.disableHostLoopback
+      ? "unreachable"
+      : "redirect",
     services: { dns: cfg.dns, resolvConf: cfg.resolvConf, configured: cfg.configure },
+    dnsTtlMs: cfg.dnsTtlMs,
+    // A forwarded client's address is the source the guest sees, unless it is on the sanity
+    // block list (127.0.0.1, the guest's own network, ...): then the gateway's.
+    forwardSourceOk: ((s) => (f, a) => !s.contains(f, a))(sanitySet(plan)),
   });
   poller.add(tap, EPOLLIN, () => stack.drainTap());
+
+  // Port forwards and the API socket before readiness: one that cannot be set up stops slirpd
+  // with its line ("[!] Failed to listen on tcp://127.0.0.1:8080: ...") and exit 1.
+  let api: ApiSocket | null = null;
+  try {
+    for (const spec of cfg.forwards) await stack.forwards.add(spec);
+    if (cfg.apiSocket !== null) {
+      api = ApiSocket.open(cfg.apiSocket, stack.forwards, plan, (l) => console.error(l));
+    }
+  } catch (e) {
+    console.error(`[!] ${e instanceof Error ? e.message : String(e)}`);
+    stack.close();
+    fw.close();
+    poller.remove(tap);
+    tap.close();
+    exitFd?.close();
+    poller.close();
+    return 1;
+  }
 
   let stopping = false;
   const stop = () => {
@@ -93,6 +156,8 @@ export async function runDaemon(cfg: Config): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
+  // --exit-fd: readable (data or EOF) or hung up: the parent wants slirpd gone.
+  if (exitFd !== null) poller.add(exitFd, EPOLLIN, stop);
 
   // The fd first: whoever waits for either signal may act at once.
   if (cfg.readyFd !== null) writeAndClose(cfg.readyFd, "1", "--ready-fd");
@@ -103,10 +168,15 @@ export async function runDaemon(cfg: Config): Promise<number> {
   } finally {
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
+    api?.close(); // (removes the socket file)
     stack.close();
     fw.close();
     poller.remove(tap);
     tap.close();
+    if (exitFd !== null) {
+      poller.remove(exitFd);
+      exitFd.close();
+    }
     poller.close();
   }
   if (!cfg.quiet) {

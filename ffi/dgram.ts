@@ -331,9 +331,10 @@ export class PingSocket extends DgramSocket {
    * Binds the ident: echo requests then leave with identifier `id` (as the guest sent it)
    * and replies to `id` come here. 0, or -EADDRINUSE when another ping socket holds the id
    * (fall back to an unbound socket and rewrite the id). Must precede the first send.
+   * `addr` also binds the source address (--outbound-addr); id 0 lets the kernel pick one.
    */
-  bindId(id: number): number {
-    return bindTo(this.fd, this.family, null, id);
+  bindId(id: number, addr: Uint8Array | null = null): number {
+    return bindTo(this.fd, this.family, addr, id);
   }
 
   /** The identifier the kernel puts in requests (auto-assigned at the first send), or -errno. */

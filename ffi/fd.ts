@@ -1,12 +1,18 @@
-// Raw file-descriptor calls for descriptors slirpd inherits (the slirp4netns --ready-fd
-// contract): Deno has no API to adopt an fd number.
+// Raw file-descriptor calls for descriptors slirpd inherits (the slirp4netns --ready-fd and
+// --exit-fd contracts): Deno has no API to adopt an fd number.
 
 import { check, openLibc } from "./libc.ts";
+import type { Pollable } from "./poller.ts";
 
 const libc = openLibc({
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
 });
+
+const F_GETFD = 1;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
 
 /** Writes `data` to an inherited descriptor and closes it. */
 export function writeAndClose(fd: number, data: string, what: string): void {
@@ -15,5 +21,32 @@ export function writeAndClose(fd: number, data: string, what: string): void {
     check(Number(libc.write(fd, bytes, BigInt(bytes.length))), "write", `${what} ${fd}`);
   } finally {
     libc.close(fd);
+  }
+}
+
+/**
+ * An inherited descriptor the poller watches (slirp4netns' --exit-fd: slirpd ends when it
+ * becomes readable or its other end is closed, EPOLLIN/EPOLLHUP). Only polled, never read.
+ * Throws SyscallError (EBADF) when `fd` is not open. Marked close-on-exec so helpers slirpd
+ * starts do not keep it.
+ */
+export class WatchedFd implements Pollable {
+  #fd: number;
+
+  constructor(fd: number, what: string) {
+    const flags = check(libc.fcntl(fd, F_GETFD, 0), "fcntl", `${what} ${fd}`);
+    libc.fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    this.#fd = fd;
+  }
+
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** close(2); idempotent. */
+  close(): void {
+    if (this.#fd < 0) return;
+    libc.close(this.#fd);
+    this.#fd = -1;
   }
 }

@@ -1,5 +1,5 @@
 // Guest-side configuration over rtnetlink, what slirp4netns --configure does: lo up, the tap
-// up with its MTU, the guest addresses, default routes via the gateways.
+// up with its MTU (and --macaddress), the guest addresses, default routes via the gateways.
 //
 // The NETLINK_ROUTE socket comes from a `GuestNetns` (created inside the guest netns, so every
 // request applies there), or, inside a `withNetns` window, is opened here. Each request asks for
@@ -42,6 +42,7 @@ const RTM_NAMES: Record<number, string> = {
 };
 
 // struct ifinfomsg (16): u8 family, u8 pad, u16 type, i32 index, u32 flags, u32 change
+const IFLA_ADDRESS = 1;
 const IFLA_MTU = 4;
 const IFF_UP = 0x1;
 // struct ifaddrmsg (8): u8 family, u8 prefixlen, u8 flags, u8 scope, u32 index
@@ -74,6 +75,8 @@ export interface GuestConfig {
   gateways?: Uint8Array[];
   /** Same as `gateways`, in the DESIGN.md spelling. */
   routes?: { gw: Uint8Array }[];
+  /** The tap's MAC address (6 bytes; slirp4netns --macaddress); absent: the kernel's. */
+  mac?: Uint8Array;
 }
 
 /** 10.0.2.100 / fd00::100 for messages. */
@@ -105,8 +108,8 @@ export class Rtnl {
 
   constructor(readonly fd: number) {}
 
-  /** Sets a link up (and its MTU when given). */
-  linkUp(ifindex: number, mtu: number | undefined, what: string): void {
+  /** Sets a link up (and its MTU and MAC address when given; the kernel sets both first). */
+  linkUp(ifindex: number, mtu: number | undefined, what: string, mac?: Uint8Array): void {
     this.#begin(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, 16);
     const o = NLMSG_HDRLEN;
     this.#buf[o] = 0; // AF_UNSPEC
@@ -114,6 +117,7 @@ export class Rtnl {
     this.#dv.setUint32(o + 8, IFF_UP, true);
     this.#dv.setUint32(o + 12, IFF_UP, true); // ifi_change: only touch IFF_UP
     if (mtu !== undefined) this.#attrU32(IFLA_MTU, mtu);
+    if (mac !== undefined) this.#attr(IFLA_ADDRESS, mac);
     this.#transact(what);
   }
 
@@ -216,7 +220,10 @@ export function configureGuest(cfg: GuestConfig, ns?: GuestNetns): void {
     if (ifindex === 0) {
       throw new Error(`--interface ${cfg.ifname}: no such device in the namespace`);
     }
-    nl.linkUp(ifindex, cfg.mtu, `${cfg.ifname} up, mtu ${cfg.mtu}`);
+    const mac = cfg.mac === undefined
+      ? ""
+      : `, address ${[...cfg.mac].map((x) => x.toString(16).padStart(2, "0")).join(":")}`;
+    nl.linkUp(ifindex, cfg.mtu, `${cfg.ifname} up, mtu ${cfg.mtu}${mac}`, cfg.mac);
     for (const a of cfg.addrs) {
       nl.addAddr(ifindex, a, `${formatIp(a.addr)}/${a.prefixLen} on ${cfg.ifname}`);
     }

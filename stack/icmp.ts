@@ -71,6 +71,9 @@ export class Icmp4 implements Transport {
 }
 
 export class Icmp6 implements Transport {
+  /** More addresses to advertise in NDP (remote forwards in the guest's prefix); see Link. */
+  alsoOwns: ((family: 4 | 6, b: Uint8Array, off: number) => boolean) | null = null;
+
   constructor(
     private readonly plan: NetPlan,
     private readonly tx: Tx,
@@ -118,7 +121,9 @@ export class Icmp6 implements Transport {
       return;
     }
     const target = o + 8;
-    if (!owns6(this.plan, b, target)) return; // e.g. the guest's own DAD probe
+    if (!owns6(this.plan, b, target) && !(this.alsoOwns?.(6, b, target) ?? false)) {
+      return; // e.g. the guest's own DAD probe
+    }
     const unspecified = b.subarray(m.srcOff, m.srcOff + 16).every((x) => x === 0);
     const tx = this.tx;
     const out = tx.l4Offset(6);

@@ -26,6 +26,11 @@ export class Link {
   readonly #eth = new EthernetView();
   readonly #arp = new ArpView();
   #guestMacKnown = false;
+  /**
+   * More addresses to answer ARP for (remote forwards to an address in the guest's prefix:
+   * the guest asks for it on the link). Set by the stack; null: only the gateway and DNS.
+   */
+  alsoOwns: ((family: 4 | 6, b: Uint8Array, off: number) => boolean) | null = null;
 
   constructor(
     private readonly plan: NetPlan,
@@ -82,7 +87,10 @@ export class Link {
     }
     if (arp.op !== ARP_REQUEST) return; // replies and gratuitous announcements: nothing to do
     const t = arp.tpaOffset;
-    if (!bytesEqual(b, t, this.plan.gateway4, 0, 4) && !bytesEqual(b, t, this.plan.dns4, 0, 4)) {
+    if (
+      !bytesEqual(b, t, this.plan.gateway4, 0, 4) && !bytesEqual(b, t, this.plan.dns4, 0, 4) &&
+      !(this.alsoOwns?.(4, b, t) ?? false)
+    ) {
       return; // not ours (e.g. the guest's own duplicate-address probe)
     }
     // Rare (once per neighbour-cache expiry), so subarrays here are fine.

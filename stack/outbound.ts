@@ -123,3 +123,54 @@ export class Outbound {
     return this.#unreachable;
   }
 }
+
+/** What the guest's flows to its gateway become (slirp4netns: the host's loopback). */
+export type HostLoopback = "redirect" | "unreachable";
+
+/**
+ * slirp4netns' host loopback: TCP and UDP to the gateway (10.0.2.2, fd00::2), every port,
+ * reach the host's 127.0.0.1 / ::1 on the same port ("redirect"), or, with
+ * --disable-host-loopback, get ICMP network unreachable as from slirp4netns ("unreachable").
+ * Ping of the gateway is not a flow: stack/icmp.ts answers it either way. Returns the undo.
+ */
+export function addHostLoopback(
+  out: Outbound,
+  gateway4: Uint8Array,
+  gateway6: Uint8Array,
+  mode: HostLoopback,
+): () => void {
+  const unreachable = mode === "unreachable";
+  // One target object per family, refilled per flow (decide's callers copy what they keep).
+  const t4: FlowTarget = { family: 4, addr: new Uint8Array([127, 0, 0, 1]), port: 0 };
+  const lo6 = new Uint8Array(16);
+  lo6[15] = 1;
+  const t6: FlowTarget = { family: 6, addr: lo6, port: 0 };
+  const to4: TargetFn = (_f, _dst, port) => {
+    t4.port = port;
+    return t4;
+  };
+  const to6: TargetFn = (_f, _dst, port) => {
+    t6.port = port;
+    return t6;
+  };
+  const undo: (() => void)[] = [];
+  for (const proto of [6, 17] as const) {
+    undo.push(out.addRedirect({
+      proto,
+      family: 4,
+      addr: gateway4.slice(),
+      port: 0,
+      target: to4,
+      unreachable,
+    }));
+    undo.push(out.addRedirect({
+      proto,
+      family: 6,
+      addr: gateway6.slice(),
+      port: 0,
+      target: to6,
+      unreachable,
+    }));
+  }
+  return () => undo.forEach((u) => u());
+}

@@ -6,8 +6,8 @@
 // one per (guest, destination, identifier) flow, registered with the poller. The socket's ident
 // is bound to the guest's identifier so requests leave with it unchanged; when another ping
 // socket holds that ident (EADDRINUSE) an unbound socket is used and the reply's identifier is
-// written back. Sequence numbers and data pass through. Replies go to the guest from the pinged
-// address.
+// written back. With --outbound-addr[6] the socket also binds that source address. Sequence
+// numbers and data pass through. Replies go to the guest from the pinged address.
 //
 // The kernel allows these sockets only to groups in net.ipv4.ping_group_range (per network
 // namespace, both families). When it refuses, the request is answered locally as if the
@@ -39,6 +39,8 @@ const RECV_BUDGET = 64;
 
 export interface PingConfig {
   policy(family: 4 | 6, proto: number, dst: Uint8Array, port: number): boolean;
+  /** The source address ping sockets bind (--outbound-addr[6]); absent or null: the kernel's. */
+  bindFor?(family: 4 | 6): Uint8Array | null;
   /** Where the one "answered locally" notice goes (default console.error). */
   warn?: (line: string) => void;
   /** Idle time after which a flow and its socket go (default 60 s). */
@@ -155,7 +157,12 @@ export class Ping implements Transport {
       // ident (EADDRINUSE): slirpd then takes whatever ident the kernel picks and rewrites the
       // replies, and never steals a host process's replies (nor lets one steal the guest's).
       setIntOpt(sock.fd, SOL_SOCKET, SO_REUSEADDR, 0);
-      if (sock.bindId(id) < 0) this.stats.idRewritten++;
+      const src = this.cfg.bindFor?.(family) ?? null;
+      if (sock.bindId(id, src) < 0) {
+        this.stats.idRewritten++;
+        // With a source address the socket must be bound anyway: any free ident.
+        if (src !== null && sock.bindId(0, src) < 0) this.stats.socketErrors++;
+      }
       f.sock = sock;
       f.onEvents = () => this.#pull(f);
       this.poller.add(sock, EPOLLIN, f.onEvents);

@@ -11,9 +11,11 @@
 //   flood cannot turn into a flood of RAs.
 // - Sends unsolicited RAs to ff02::1: the first MAX_INITIAL_RTR_ADVERTISEMENTS at short
 //   intervals (§6.2.4: at most 16 s apart), then every 200..600 s, randomised (§6.2.4).
-// - When slirpd configured the guest itself (--configure: fd00::100 is already there) the
-//   prefix goes out without the A flag: the route, MTU and DNS still come, but the guest does
-//   not get a second, SLAAC address next to the one slirpd gave it.
+// - When slirpd configured the guest itself (--configure: fd00::100 and a default route via
+//   fd00::2 are already there) the prefix goes out without the A flag and with router lifetime
+//   0: MTU and DNS still come, but the guest gets neither a second, SLAAC address nor a second
+//   default route via slirpd's link-local address (two default routes make gVisor's runsc
+//   refuse the netns, and are one route too many for anyone reading `ip -6 route`).
 //
 // Every RA comes from plan.linkLocal6 with hop limit 255; ICMPv6 not for this module goes to
 // `next` (the rest of the ICMPv6 chain).
@@ -89,7 +91,7 @@ export class RouterAdvertiser implements Transport {
     const auto = opts.autonomous && plan.prefixLen6 === 64;
     this.#params = {
       curHopLimit: 64,
-      routerLifetime: ROUTER_LIFETIME_S,
+      routerLifetime: opts.autonomous ? ROUTER_LIFETIME_S : 0,
       srcMac: plan.mac,
       mtu: opts.mtu,
       prefix: plan.prefix6,

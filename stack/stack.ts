@@ -16,13 +16,15 @@ import {
 import type { Poller } from "../ffi/poller.ts";
 import { TimerWheel } from "./timers.ts";
 import { TcpStack } from "./tcp/stack.ts";
-import { FlowVerdict, Outbound } from "./outbound.ts";
+import { addHostLoopback, FlowVerdict, type HostLoopback, Outbound } from "./outbound.ts";
 import { GuestServices, type ServicesOptions } from "./services.ts";
 import { TcpSocket } from "../ffi/socket.ts";
 import { Fragmenter } from "./frag.ts";
 import { Reassembler } from "./reasm.ts";
 import { UdpStack } from "./udp.ts";
 import { Ping } from "./ping.ts";
+import { Forwards } from "./forwards.ts";
+import { bytesEqual } from "./wire/bytes.ts";
 
 /** The tap as the stack sees it: frames in and out. */
 export interface FrameIo extends FrameSink {
@@ -51,6 +53,19 @@ export interface StackOptions {
   /** --outbound-addr / --outbound-addr6: source address of routed flows' host sockets. */
   outbound4?: Uint8Array | null;
   outbound6?: Uint8Array | null;
+  /**
+   * slirp4netns form: guest TCP/UDP to the gateway reaches the host's loopback ("redirect"), or
+   * gets ICMP network unreachable (--disable-host-loopback: "unreachable"). Absent: neither
+   * (slirpnetstack form: the gateway is no host address, the firewall decides).
+   */
+  hostLoopback?: HostLoopback;
+  /** --dns-ttl: how long a forward's resolved host name is used (default 5 s). */
+  dnsTtlMs?: number;
+  /**
+   * May a forwarded client's address be the source the guest sees (not on the sanity block
+   * list)? Absent: never, the gateway address is used.
+   */
+  forwardSourceOk?: (family: 4 | 6, addr: Uint8Array) => boolean;
 }
 
 /** Frames handled per readiness callback before host sockets get their turn. */
@@ -74,6 +89,8 @@ export class Stack {
   readonly udp: UdpStack;
   readonly ping: Ping;
   readonly outbound: Outbound;
+  /** Port forwards (-L, -R, the API socket's add_hostfwd). */
+  readonly forwards: Forwards;
 
   constructor(readonly opts: StackOptions) {
     this.#tap = opts.tap;
@@ -83,8 +100,15 @@ export class Stack {
     const icmp6 = new Icmp6(opts.plan, this.tx, this.counters);
     // UDP routing and routed echo (ICMP that is not for slirpd itself goes to ping).
     this.frag = new Fragmenter(this.tx, opts.plan.mac, this.counters);
+    // New flows ask Outbound: redirects first (DNS over TCP to the upstream resolver, remote
+    // forwards, host loopback), then the firewall.
+    const out = new Outbound(opts.policy, opts.outbound4 ?? null, opts.outbound6 ?? null);
+    this.outbound = out;
+    if (opts.hostLoopback) {
+      addHostLoopback(out, opts.plan.gateway4, opts.plan.gateway6, opts.hostLoopback);
+    }
     this.udp = new UdpStack(this.tx, this.frag, opts.poller, this.wheel, this.counters, {
-      policy: opts.policy,
+      outbound: out,
       log: opts.log,
       quiet: opts.quiet,
       timeoutMs: opts.udpTimeoutMs,
@@ -92,6 +116,7 @@ export class Stack {
     });
     this.ping = new Ping(this.tx, this.frag, opts.poller, this.wheel, this.counters, {
       policy: opts.policy,
+      bindFor: (f) => out.bindFor(f),
       timeoutMs: opts.udpTimeoutMs,
     });
     icmp4.next = this.ping;
@@ -111,10 +136,6 @@ export class Stack {
       : null;
     this.services = svc;
     icmp6.next = svc?.icmp6Input(icmp6.next) ?? icmp6.next;
-    // New flows ask Outbound: redirects first (DNS over TCP to the upstream resolver, remote
-    // forwards, host loopback), then the firewall.
-    const out = new Outbound(opts.policy, opts.outbound4 ?? null, opts.outbound6 ?? null);
-    this.outbound = out;
     if (svc?.dns) {
       const dnsTarget = (f: 4 | 6, dst: Uint8Array, port: number) => svc.dnsTcpTarget(f, dst, port);
       out.addRedirect({ proto: 6, family: 4, addr: opts.plan.dns4, port: 53, target: dnsTarget });
@@ -123,8 +144,9 @@ export class Stack {
     // The TCP engine asks `policy` and then, in the same SYN, `connect` for that flow: the
     // verdict of the one carries over to the other.
     let tcpVerdict: FlowVerdict = FlowVerdict.Refused;
-    const policy: Policy = (f, _proto, dst, port) => {
+    const policy = (f: 4 | 6, _proto: number, dst: Uint8Array, port: number) => {
       tcpVerdict = out.decide(6, f, dst, port);
+      if (tcpVerdict === FlowVerdict.Unreachable) return "unreachable" as const;
       return tcpVerdict === FlowVerdict.Routed || tcpVerdict === FlowVerdict.Redirected;
     };
     const connect = (f: 4 | 6, addr: Uint8Array, port: number) => {
@@ -158,6 +180,27 @@ export class Stack {
     );
     ip.reasm = this.reasm;
     this.#link = new Link(opts.plan, this.tx, this.counters, this.#ip);
+    this.forwards = new Forwards({
+      plan: opts.plan,
+      tcp: this.tcp,
+      udp: this.udp,
+      outbound: out,
+      poller: opts.poller,
+      wheel: this.wheel,
+      log: opts.log,
+      quiet: opts.quiet,
+      dnsTtlMs: opts.dnsTtlMs ?? 5000,
+      udpTimeoutMs: opts.udpTimeoutMs ?? 120_000,
+      sourceOk: opts.forwardSourceOk,
+    });
+    // A remote forward's address inside the guest's prefix is on the guest's link: answer ARP
+    // and NDP for it (never for the guest's own address).
+    const plan = opts.plan;
+    const ownsRedirect = (f: 4 | 6, b: Uint8Array, o: number) =>
+      out.size > 0 && out.hasAddress(f, b, o) &&
+      !(f === 4 ? bytesEqual(b, o, plan.guest4, 0, 4) : bytesEqual(b, o, plan.guest6, 0, 16));
+    this.#link.alsoOwns = ownsRedirect;
+    icmp6.alsoOwns = ownsRedirect;
   }
 
   /** Reads and handles frames until the tap is empty or the budget is spent. */
@@ -208,6 +251,7 @@ export class Stack {
   }
 
   close(): void {
+    this.forwards.close();
     this.services?.close();
     this.udp.close();
     this.ping.close();

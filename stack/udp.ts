@@ -26,13 +26,18 @@
 //
 // Routing: every other datagram belongs to a flow keyed by (family, guest addr:port, dst
 // addr:port), looked up by hashing the tuple in place (udp/flows.ts). A new flow asks
-// policy(family, 17, dst, port) once, then gets one non-blocking host socket connect()ed to the
-// destination and registered with the poller (udp/host.ts). Guest datagrams are sent straight
+// outbound.decide(17, family, dst, port) once (stack/outbound.ts: redirects, then the
+// firewall): refused → dropped; routed → one non-blocking host socket, bound to the
+// --outbound-addr of its family when set, connect()ed to the destination; redirected (a -R
+// forward, the slirp4netns host loopback) → connect()ed to the redirect's target instead,
+// while the guest still talks to, and hears from, the address and port it used; unreachable →
+// ICMP network unreachable to the guest. The socket is registered with the poller
+// (udp/host.ts). Guest datagrams are sent straight
 // out of the tap buffer (reassembled ones out of the reassembly slab); boundaries are kept as
 // the kernel keeps them. Flows expire after `timeoutMs` idle; the table holds `maxFlows`, the
 // one idle longest is evicted for a new one.
 
-import { EAGAIN, errnoName } from "../ffi/errno.ts";
+import { EAGAIN, ENETUNREACH, errnoName } from "../ffi/errno.ts";
 import { UdpSocket } from "../ffi/dgram.ts";
 import { bytesEqual, copyBytes, u16 } from "./wire/bytes.ts";
 import { emitUdp, UdpView } from "./wire/udp.ts";
@@ -42,6 +47,7 @@ import type { Transport } from "./ip.ts";
 import type { PacketMeta } from "./meta.ts";
 import type { TimerWheel } from "./timers.ts";
 import type { Tx } from "./tx.ts";
+import { FlowVerdict, type Outbound } from "./outbound.ts";
 import { type CloseReason, FlowTable, type PollerLike, routable } from "./udp/flows.ts";
 import {
   EPOLLERR,
@@ -61,7 +67,8 @@ import {
 export type UdpServiceHandler = (m: PacketMeta, payloadOff: number, payloadLen: number) => void;
 
 export interface UdpConfig {
-  policy(family: 4 | 6, proto: number, dst: Uint8Array, port: number): boolean;
+  /** Decides new flows (redirects, then the firewall) and gives the --outbound-addr. */
+  outbound: Outbound;
   log(line: string): void;
   quiet: boolean;
   /** Idle time after which a flow and its socket go (default 120 s). */
@@ -80,6 +87,10 @@ export class UdpStats {
   flowsOpened = 0;
   flowsClosed = 0;
   policyRefused = 0;
+  /** Flows to a redirect's target (a -R forward, the host loopback). */
+  redirected = 0;
+  /** Flows answered with ICMP network unreachable (--disable-host-loopback). */
+  unreachable = 0;
   /** Multicast, broadcast, IPv6 link-local destinations and port 0: not a trackable flow. */
   notRoutable = 0;
   dropMalformed = 0;
@@ -265,7 +276,7 @@ export class UdpStack implements Transport {
     this.flows.touch(f);
   }
 
-  /** A new flow: policy, host socket, poller. null when refused or impossible (counted). */
+  /** A new flow: outbound decision, host socket, poller. null when refused or impossible. */
   #open(m: PacketMeta, srcPort: number, dstPort: number): UdpFlow | null {
     const b = m.b;
     const family = m.family;
@@ -277,22 +288,41 @@ export class UdpStack implements Transport {
       return null;
     }
     const dst = b.slice(d, d + alen);
-    if (!this.cfg.policy(family, 17, dst, dstPort)) {
+    const out = this.cfg.outbound;
+    const verdict = out.decide(17, family, dst, dstPort);
+    if (verdict === FlowVerdict.Refused) {
       this.stats.policyRefused++;
       this.counters.dropPolicy++;
       return null;
     }
     const f = new UdpFlow(family, b.slice(m.srcOff, m.srcOff + alen), srcPort, dst, dstPort);
+    if (verdict === FlowVerdict.Unreachable) {
+      this.stats.unreachable++;
+      sendUnreachable(this, f, unreachCode(family, ENETUNREACH), 0);
+      return null;
+    }
+    // Where the host socket goes: the redirect's target (copied: `out.target` is reused) or
+    // the destination itself, from the --outbound-addr when one is set.
+    let toFamily = family, toPort = dstPort;
+    let toAddr: Uint8Array = dst;
+    let bindAddr: Uint8Array | null = null;
+    if (verdict === FlowVerdict.Redirected && out.target !== null) {
+      const t = out.target;
+      f.redirect = { family: t.family, addr: t.addr.slice(), port: t.port };
+      toFamily = t.family;
+      toAddr = f.redirect.addr;
+      toPort = t.port;
+    } else bindAddr = out.bindFor(family);
     let sock: UdpSocket;
     try {
-      sock = UdpSocket.open(family);
+      sock = bindAddr === null ? UdpSocket.open(toFamily) : UdpSocket.open(toFamily, { bindAddr });
       sock.setRecvErr(true);
     } catch (e) {
       this.stats.socketErrors++;
       this.#log(`[!] ${flowLabel(f)} Routing conn error: ${(e as Error).message}`);
       return null;
     }
-    const err = sock.connect(dst, dstPort);
+    const err = sock.connect(toAddr, toPort);
     if (err < 0) {
       // No route, typically: tell the guest as a router would.
       sock.close();
@@ -303,6 +333,7 @@ export class UdpStack implements Transport {
       if (code >= 0) sendUnreachable(this, f, code, 0);
       return null;
     }
+    if (f.redirect !== null) this.stats.redirected++;
     f.sock = sock;
     f.onEvents = (ev: number) => onHostEvents(this, f, ev);
     this.poller.add(sock, EPOLLIN | EPOLLERR, f.onEvents);

@@ -164,13 +164,13 @@ Deno.test("ra: from :: the answer goes to all nodes; solicitation floods are rat
   assert.equal(got.length, 1, "50 solicitations at once: one answer");
 });
 
-Deno.test("ra: --configure drops the A flag; --disable-dns drops RDNSS", async () => {
+Deno.test("ra: --configure drops the A flag and the default-router role; --disable-dns drops RDNSS", async () => {
   using s = makeStack({ dns: false, configured: true });
   await tickLater(s.stack);
   const [ra] = ras(s.tap);
   assert.equal(ra.prefixFlags, 0x80, "on-link only: no second, SLAAC address");
   assert.deepEqual(ra.rdnss, []);
-  assert.equal(ra.routerLifetime, 1800, "still the default router");
+  assert.equal(ra.routerLifetime, 0, "the guest has its static default route: not a second one");
 });
 
 Deno.test({

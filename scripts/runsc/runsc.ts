@@ -10,11 +10,16 @@
 //   2. A tmpfs over /proc/sys/net/core, in a private mount namespace (`unshare -m`). runsc
 //      refuses ("cannot run with network enabled in root network namespace") when, after joining
 //      the container's netns, /proc/sys/net/core/rmem_default exists: its isRootNS() test (in
-//      runsc/sandbox/network.go) assumes only the init netns has that file. Since Linux 6.x
-//      rmem_default/wmem_default are per-netns, so every netns has it and the test always says
+//      runsc/sandbox/network.go) assumes only the init netns has that file. Recent kernels (6.11
+//      in the issue, 6.18 here) show rmem_default in every netns, so the test always says
 //      "root" (gVisor issue 10704, reported 2024-07 and fixed in later releases; Debian's
 //      0.0~20221219 predates it). Hiding the directory in runsc's own mount namespace makes
 //      the test answer correctly; nothing outside that mount namespace sees the tmpfs.
+//      The mount must be made from *inside* the container's netns (`nsenter --net mount`):
+//      /proc/sys/net/* dentries belong to the netns of whoever looked them up, so a tmpfs
+//      mounted from the host netns covers the host's "core" directory only, and runsc, once in
+//      the container's netns, looks up a different dentry and still finds rmem_default. runsc
+//      itself stays in the host netns; only its mount namespace is private.
 
 import { run } from "../../tests/harness.ts";
 
@@ -100,4 +105,21 @@ export async function runscVersion(): Promise<string | null> {
   } catch {
     return null;
   }
+}
+
+/** A line on what blocks runsc, for the errors this setup is known to meet; else null. */
+export function explain(stderr: string): string | null {
+  if (stderr.includes("cannot run with network enabled in root network namespace")) {
+    return "runsc saw /proc/sys/net/core/rmem_default in the container's netns and took it for " +
+      "the init netns (gVisor issue 10704); the tmpfs that hides it must be mounted while in " +
+      "that netns (sysctl dentries are per netns), as runContainer does";
+  }
+  if (stderr.includes("more than one default route")) {
+    return "runsc accepts one default route per family and link; the guest must not accept " +
+      "router advertisements besides slirpd's static `default via fd00::2`";
+  }
+  if (/ptrace/i.test(stderr)) {
+    return "the ptrace platform needs ptrace(2), which this machine (seccomp, Yama) may forbid";
+  }
+  return null;
 }

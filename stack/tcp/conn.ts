@@ -73,6 +73,11 @@ export class Conn implements Keyed {
   doneNote = "";
   /** finish() ran: the connection is gone from the table and must not be touched. */
   finished = false;
+  /**
+   * Called once when the host socket is closed (at the end, or on entering TIME-WAIT with both
+   * sides done): port forwards keep their own list and log line with it.
+   */
+  onHostClosed: ((c: Conn) => void) | null = null;
 
   // --- receive: guest → host ---
   irs = 0;

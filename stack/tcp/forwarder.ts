@@ -355,6 +355,7 @@ function closeSocket(t: TcpStack, c: Conn, abort: boolean): void {
   if (abort) s.abort();
   else s.close();
   c.sock = null;
+  if (c.onHostClosed !== null) c.onHostClosed(c);
 }
 
 function logDone(t: TcpStack, c: Conn): void {

@@ -3,10 +3,12 @@
 // TS.Recent rule, and RFC 2018 SACK blocks feeding the scoreboard.
 //
 // The flow lookup hashes the 4-tuple read in place from the frame; a SYN for no connection
-// is a connection request (policy, then host connect()); anything else for no connection
-// gets the RFC's RST.
+// is a connection request (policy, then host connect(); a refusal is a RST, an unreachable
+// destination ICMP network unreachable); anything else for no connection gets the RFC's RST.
 
 import type { PacketMeta } from "../meta.ts";
+import { emitIcmpv4Unreachable, ICMP_NET_UNREACH } from "../wire/icmpv4.ts";
+import { emitIcmpv6Unreachable, ICMPV6_NOROUTE } from "../wire/icmpv6.ts";
 import { seqGt, seqLe, seqLt } from "./seq.ts";
 import {
   CLOSE_WAIT,
@@ -96,6 +98,29 @@ function replyRst(t: TcpStack, m: PacketMeta): void {
   );
 }
 
+/**
+ * ICMP network unreachable for the SYN `m`, from the address it was sent to, quoting its IP
+ * header and the first 8 bytes of TCP (ports and sequence number: what the guest kernel
+ * matches the error against). In SYN-SENT the guest's connect() then fails at once with
+ * ENETUNREACH, as behind a router without a route.
+ */
+function replyNetUnreachable(t: TcpStack, m: PacketMeta): void {
+  const tx = t.tx;
+  const l4 = tx.l4Offset(m.family);
+  const quote = m.l4Off - m.ipOff + Math.min(m.l4Len, 8);
+  let n: number;
+  if (m.family === 4) {
+    n = emitIcmpv4Unreachable(tx.buf, l4, ICMP_NET_UNREACH, m.b, m.ipOff, quote);
+  } else {
+    // The checksum is redone by tx.sendIpAt (pseudo header from the same addresses).
+    const b = m.b;
+    const src = b.subarray(m.dstOff, m.dstOff + 16), dst = b.subarray(m.srcOff, m.srcOff + 16);
+    n = emitIcmpv6Unreachable(tx.buf, l4, ICMPV6_NOROUTE, src, dst, b, m.ipOff, quote);
+  }
+  if (n === 0) return;
+  tx.sendIpAt(m.family, m.b, m.dstOff, m.b, m.srcOff, m.family === 4 ? 1 : 58, n);
+}
+
 /** A new connection request: policy, table room, then the host connect(). */
 function listen(t: TcpStack, m: PacketMeta): void {
   const v = t.view;
@@ -103,9 +128,15 @@ function listen(t: TcpStack, m: PacketMeta): void {
   const alen = m.family === 4 ? 4 : 16;
   // Addresses are copied once per flow (a SYN), never per segment.
   const remote = m.b.slice(m.dstOff, m.dstOff + alen);
-  if (!t.cfg.policy(m.family, 6, remote, v.dstPort)) {
-    t.stats.policyRefused++;
-    replyRst(t, m);
+  const verdict = t.cfg.policy(m.family, 6, remote, v.dstPort);
+  if (verdict !== true) {
+    if (verdict === "unreachable") {
+      t.stats.unreachable++;
+      replyNetUnreachable(t, m);
+    } else {
+      t.stats.policyRefused++;
+      replyRst(t, m);
+    }
     return;
   }
   if (t.table.full) t.evictTimeWait();

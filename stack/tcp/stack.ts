@@ -61,8 +61,12 @@ export interface HostSocket {
 }
 
 export interface TcpConfig {
-  /** May the guest open a connection to dst:port? */
-  policy(family: 4 | 6, proto: number, dst: Uint8Array, port: number): boolean;
+  /**
+   * May the guest open a connection to dst:port? false: RST; "unreachable": ICMP network
+   * unreachable (the guest's connect() fails with ENETUNREACH), e.g. slirp4netns'
+   * --disable-host-loopback.
+   */
+  policy(family: 4 | 6, proto: number, dst: Uint8Array, port: number): boolean | "unreachable";
   quiet: boolean;
   log(line: string): void;
   /** How long a host connect() may take before the guest gets RST. */
@@ -100,6 +104,8 @@ export class TcpStats {
   connectErrors = 0;
   connectTimeouts = 0;
   policyRefused = 0;
+  /** SYNs answered with ICMP network unreachable (policy said "unreachable"). */
+  unreachable = 0;
   tableFull = 0;
   noConnection = 0;
   dropMalformed = 0;

@@ -19,6 +19,7 @@ import { emitIpv6 } from "../wire/ipv6.ts";
 import { emitUdp } from "../wire/udp.ts";
 import type { Fragmenter } from "../frag.ts";
 import type { Tx } from "../tx.ts";
+import type { FlowTarget } from "../outbound.ts";
 import { Flow } from "./flows.ts";
 
 export const EPOLLIN = 0x1;
@@ -38,6 +39,8 @@ const ICMP6_DEST_UNREACH = 1;
 
 export class UdpFlow extends Flow {
   sock: UdpSocket | null = null;
+  /** Where the host socket is connected when not to remoteAddr:remotePort (a redirect). */
+  redirect: FlowTarget | null = null;
   onEvents: ((ev: number) => void) | null = null;
   /** "HOSTLOCAL-HOSTREMOTE" for the log, filled when logging is on. */
   hostLabel = "";
@@ -105,15 +108,23 @@ export function relayErrors(t: UdpHostCtx, f: UdpFlow): void {
       return;
     }
     if (e === null) return;
-    if (family === 4) {
+    // The host socket's family: a redirect may lead to the other one (its errors' codes are
+    // then translated through their errno).
+    const r = f.redirect;
+    const hostFamily = r === null ? family : r.family;
+    if (hostFamily === 4) {
       // Fragmentation needed is the host kernel's business (it fragments for us).
       if (e.origin !== SO_EE_ORIGIN_ICMP || e.type !== ICMP_DEST_UNREACH) continue;
       if (e.code === ICMP_FRAG_NEEDED) continue;
     } else if (e.origin !== SO_EE_ORIGIN_ICMP6 || e.type !== ICMP6_DEST_UNREACH) continue;
-    const from = e.offender !== null && e.offender.length === f.remoteAddr.length
+    const code = hostFamily === family ? e.code : unreachCode(family, e.errno);
+    if (code < 0) continue;
+    // A redirected flow's errors come from where the guest sent to (its target, often the
+    // host's loopback, is none of the guest's business).
+    const from = r === null && e.offender !== null && e.offender.length === f.remoteAddr.length
       ? e.offender
       : f.remoteAddr;
-    sendUnreachable(t, f, e.code, e.payloadLen, from);
+    sendUnreachable(t, f, code, e.payloadLen, from);
   }
 }
 
@@ -173,8 +184,10 @@ export function flowLabel(f: UdpFlow): string {
 export function labelHost(f: UdpFlow): void {
   const l = f.sock?.localAddress();
   if (l) {
-    f.hostLabel = `${addrPort(f.family, l.addr, l.port)}-${
-      addrPort(f.family, f.remoteAddr, f.remotePort)
-    }`;
+    const r = f.redirect;
+    const to = r === null
+      ? addrPort(f.family, f.remoteAddr, f.remotePort)
+      : addrPort(r.family, r.addr, r.port);
+    f.hostLabel = `${addrPort(l.addr.length === 4 ? 4 : 6, l.addr, l.port)}-${to}`;
   }
 }

@@ -1,0 +1,233 @@
+// A local TCP forward (-L tcp:// and tcppp://): slirpd listens on the host; each accepted
+// connection becomes a connection into the guest, opened by the TCP engine's active open
+// (TcpStack.connectToGuest). From then on the engine owns the accepted socket exactly as it
+// owns the socket of a guest-initiated connection: zero copy both ways, no buffer here.
+//
+// The guest sees the client's address as the source (FwdShared.guestSource), or for tcppp the
+// address the PROXY header names. The header is read with MSG_PEEK (edge-triggered, so a
+// partial header does not spin the loop) and only its bytes are consumed, so what the client
+// sent after it stays in the socket for the engine.
+
+import { EAGAIN, errnoName } from "../../ffi/errno.ts";
+import { EPOLLET, EPOLLIN } from "../../ffi/poller.ts";
+import { type SockAddr, TcpListener, type TcpSocket } from "../../ffi/socket.ts";
+import { formatIp } from "../wire/bytes.ts";
+import { Timer } from "../timers.ts";
+import type { Conn } from "../tcp/conn.ts";
+import { resetConn } from "../tcp/forwarder.ts";
+import type { HostAddr } from "./addr.ts";
+import {
+  addrPort,
+  type Forward,
+  type ForwardEntry,
+  ForwardError,
+  type FwdShared,
+  listenPlan,
+  reason,
+  retryable,
+  unmap,
+} from "./common.ts";
+import { parseProxyHeader, PP_BAD, PP_MAX, PP_MORE, type ProxyHeader } from "./proxyproto.ts";
+import type { ForwardSpec } from "./spec.ts";
+
+/** Connections accepted per readiness event (then other sockets get their turn). */
+const ACCEPT_BUDGET = 64;
+/** How long a tcppp client may take to send its PROXY header. */
+const PP_TIMEOUT_MS = 10_000;
+
+/** A tcppp connection whose PROXY header is not complete yet. */
+interface Pending {
+  sock: TcpSocket;
+  peer: SockAddr | null;
+  timer: Timer;
+}
+
+/** Shared scratch for reading PROXY headers (one at a time, synchronously). */
+const ppBuf = new Uint8Array(PP_MAX);
+
+export class LocalTcp implements Forward {
+  readonly entry: ForwardEntry;
+  #listener: TcpListener | null = null;
+  #port = 0;
+  /** "CLIENT" label part of this listener: its own address. */
+  #local = "";
+  /** Live connections and their log label ("" with --quiet). */
+  readonly #conns = new Map<Conn, string>();
+  readonly #pending = new Set<Pending>();
+  readonly #onClosed = (c: Conn) => this.#closed(c);
+
+  constructor(
+    private readonly sh: FwdShared,
+    private readonly spec: ForwardSpec,
+    private readonly bind: Uint8Array,
+    private readonly target: HostAddr,
+    id: number,
+  ) {
+    this.entry = {
+      id,
+      dir: "local",
+      network: spec.network,
+      hostAddr: formatIp(bind),
+      hostPort: spec.bindPort,
+      guestAddr: target.text,
+      guestPort: spec.targetPort,
+    };
+  }
+
+  /** Listens (0.0.0.0: dual-stack when it can); throws ForwardError. */
+  open(): void {
+    const plan = listenPlan(this.bind, this.spec.family);
+    let l: TcpListener | null = null;
+    for (let i = 0; i < plan.length && l === null; i++) {
+      const at = plan[i];
+      try {
+        l = TcpListener.listen(at.family, at.addr, this.spec.bindPort, 1024, {
+          v6only: at.v6only,
+        });
+      } catch (e) {
+        if (i + 1 < plan.length && retryable(e)) continue;
+        throw new ForwardError(
+          `Failed to listen on tcp://${addrPort(this.bind, this.spec.bindPort)}: ${reason(e)}`,
+        );
+      }
+    }
+    const listener = l as TcpListener;
+    this.#listener = listener;
+    this.#port = listener.localPort();
+    this.entry.hostPort = this.#port;
+    if (this.entry.guestPort === 0) this.entry.guestPort = this.#port;
+    const la = listener.localAddress();
+    this.#local = la ? addrPort(la.addr, la.port) : addrPort(this.bind, this.#port);
+    this.sh.o.poller.add(listener, EPOLLIN, () => this.#accept());
+    const pp = this.spec.proxy ? "PP " : "";
+    this.sh.log(`[+] local-fwd Local ${pp}listen tcp://${this.#local}`);
+  }
+
+  #accept(): void {
+    const l = this.#listener;
+    for (let i = 0; i < ACCEPT_BUDGET && l !== null; i++) {
+      const s = l.accept();
+      if (s === null) {
+        if (l.lastError !== EAGAIN) this.sh.log(`[!] local-fwd accept: ${errnoName(l.lastError)}`);
+        return;
+      }
+      const peer = s.remoteAddress();
+      if (this.spec.proxy) this.#awaitHeader(s, peer);
+      else this.#start(s, peer, null);
+    }
+  }
+
+  /** Hands an accepted socket to the TCP engine: SYN to the guest. */
+  #start(sock: TcpSocket, peer: SockAddr | null, pp: ProxyHeader | null): void {
+    const sh = this.sh;
+    const client = pp?.src?.addr ?? (peer ? unmap(peer.addr) : null);
+    const target = this.target.current();
+    const label = sh.o.quiet
+      ? ""
+      : `tcp://${peer ? addrPort(peer.addr, peer.port) : "?"}-${this.#local}`;
+    const ppNote = pp ? "PP " : "";
+    if (target === null) {
+      sh.log(`[!] ${label}/${this.target.text} local-fwd ${ppNote}error: ${this.target.error}`);
+      sock.abort();
+      return;
+    }
+    const family = target.length === 4 ? 4 : 6;
+    // Target port 0: the port the client connected to (or the one its PROXY header names).
+    const guestPort = this.spec.targetPort || (pp?.dst?.port ?? this.#port);
+    const src = sh.guestSource(family, client);
+    const srcPort = sh.tcpPort(family, target, guestPort, src);
+    const c = srcPort < 0
+      ? null
+      : sh.o.tcp.connectToGuest(sock, family, src, srcPort, target, guestPort);
+    const guestSide = `${addrPort(src, srcPort)}-${addrPort(target, guestPort)}`;
+    if (c === null) {
+      sock.abort(); // (connectToGuest already closed it when it refused; abort is idempotent)
+      sh.log(`[!] ${label}/${guestSide} local-fwd ${ppNote}error: no free connection slot`);
+      return;
+    }
+    c.onHostClosed = this.#onClosed;
+    const full = sh.o.quiet ? "" : `${label}/${guestSide} local-fwd ${ppNote}`;
+    this.#conns.set(c, full);
+    sh.log(`[+] ${full}conn`);
+  }
+
+  #closed(c: Conn): void {
+    const full = this.#conns.get(c);
+    if (full === undefined) return;
+    this.#conns.delete(c);
+    const note = c.doneNote ? ` (${c.doneNote})` : "";
+    this.sh.log(`[-] ${full}done: l=${c.bytesFromHost} r=${c.bytesFromGuest}${note}`);
+  }
+
+  // --- tcppp: the PROXY header first ---
+
+  #awaitHeader(sock: TcpSocket, peer: SockAddr | null): void {
+    const p: Pending = {
+      sock,
+      peer,
+      timer: new Timer(() => this.#headerFailed(p, "timeout")),
+    };
+    this.#pending.add(p);
+    this.sh.o.wheel.arm(p.timer, PP_TIMEOUT_MS);
+    // Edge-triggered: peeking leaves the bytes queued, so a level-triggered EPOLLIN would
+    // report the same partial header again and again.
+    this.sh.o.poller.add(sock, EPOLLIN | EPOLLET, () => this.#readHeader(p));
+    this.#readHeader(p); // it may be there already
+  }
+
+  #readHeader(p: Pending): void {
+    if (!this.#pending.has(p)) return;
+    const n = p.sock.peek(ppBuf, 0, PP_MAX);
+    if (n === -EAGAIN) return;
+    if (n <= 0) {
+      this.#headerFailed(p, n === 0 ? "EOF before the header" : errnoName(-n));
+      return;
+    }
+    p.sock.setPeekOffset(0); // the next look starts at the beginning again
+    const h = parseProxyHeader(ppBuf, n);
+    if (h === PP_MORE) return;
+    if (h === PP_BAD) {
+      this.#headerFailed(p, "bad magic");
+      return;
+    }
+    const hdr = h as ProxyHeader;
+    this.#dropPending(p);
+    const d = p.sock.discard(hdr.len); // exactly the header: the rest is the guest's
+    if (d !== hdr.len) {
+      p.sock.abort();
+      return;
+    }
+    this.#start(p.sock, p.peer, hdr);
+  }
+
+  #dropPending(p: Pending): void {
+    this.#pending.delete(p);
+    this.sh.o.wheel.cancel(p.timer);
+    this.sh.o.poller.remove(p.sock);
+  }
+
+  #headerFailed(p: Pending, why: string): void {
+    if (!this.#pending.has(p)) return;
+    this.#dropPending(p);
+    const peer = p.peer ? addrPort(p.peer.addr, p.peer.port) : "?";
+    this.sh.log(
+      `[!] tcp://${peer}-${this.#local}/${this.target.text} local-fwd PP error: ${why}`,
+    );
+    p.sock.abort();
+  }
+
+  close(): void {
+    const l = this.#listener;
+    if (l !== null) {
+      this.sh.o.poller.remove(l);
+      l.close();
+      this.#listener = null;
+    }
+    for (const p of [...this.#pending]) {
+      this.#dropPending(p);
+      p.sock.abort();
+    }
+    // RST both ways: the forward is gone, so are its connections.
+    for (const c of [...this.#conns.keys()]) resetConn(this.sh.o.tcp, c, "forward removed");
+  }
+}

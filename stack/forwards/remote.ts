@@ -1,0 +1,72 @@
+// A remote forward (-R): guest flows to BINDIP:BINDPORT go to a host target. It is a redirect
+// in stack/outbound.ts (asked once per new flow, before the firewall: the operator named this
+// destination, so remote forwards are not subject to --enable-host/--allow), so the TCP and
+// UDP transports carry it like any flow, only to the target instead of the destination.
+//
+// BINDIP may be any address, not only the gateway: the guest routes it to slirpd (or, inside
+// its own prefix, ARPs for it: link.ts/icmp.ts answer for redirect addresses). BINDPORT 0
+// catches every port of BINDIP; TARGETPORT 0 keeps the port the guest used.
+
+import type { FlowTarget } from "../outbound.ts";
+import { formatIp } from "../wire/bytes.ts";
+import type { HostAddr } from "./addr.ts";
+import {
+  addrPort,
+  type Forward,
+  type ForwardEntry,
+  ForwardError,
+  type FwdShared,
+} from "./common.ts";
+import type { ForwardSpec } from "./spec.ts";
+
+export class RemoteFwd implements Forward {
+  readonly entry: ForwardEntry;
+  #off: (() => void) | null = null;
+
+  constructor(
+    private readonly sh: FwdShared,
+    private readonly spec: ForwardSpec,
+    private readonly bind: Uint8Array,
+    private readonly target: HostAddr,
+    id: number,
+  ) {
+    this.entry = {
+      id,
+      dir: "remote",
+      network: spec.network,
+      hostAddr: target.text,
+      hostPort: spec.targetPort,
+      guestAddr: formatIp(bind),
+      guestPort: spec.bindPort,
+    };
+  }
+
+  open(): void {
+    const where = `${this.spec.network}://${addrPort(this.bind, this.spec.bindPort)}`;
+    const target = (_f: 4 | 6, _dst: Uint8Array, port: number): FlowTarget | null => {
+      const a = this.target.current();
+      if (a === null) return null;
+      return { family: a.length === 4 ? 4 : 6, addr: a, port: this.spec.targetPort || port };
+    };
+    try {
+      this.#off = this.sh.o.outbound.addRedirect({
+        proto: this.spec.proto,
+        family: this.bind.length === 4 ? 4 : 6,
+        addr: this.bind,
+        port: this.spec.bindPort,
+        target,
+      });
+    } catch (e) {
+      throw new ForwardError(
+        `Failed to accept on remote side ${where}: ${e instanceof Error ? e.message : e}`,
+      );
+    }
+    this.sh.log(`[+] Accepting on remote side ${where}`);
+  }
+
+  /** New flows stop being redirected; flows already open run to their end. */
+  close(): void {
+    this.#off?.();
+    this.#off = null;
+  }
+}
