@@ -24,10 +24,10 @@ import { ApiSocket } from "./apisocket.ts";
 
 /** What slirp4netns' --enable-sandbox / --enable-seccomp would do, and why slirpd does not. */
 const ACCEPTED_ONLY: Record<string, string> = {
-  "enable-sandbox": "no mount-namespace sandbox is made (slirpd opens no files after start " +
-    "except --resolv-conf, and its stack is memory-safe TypeScript)",
-  "enable-seccomp": "no seccomp filter is installed (Deno needs a wide set of syscalls; the " +
-    "stack is memory-safe TypeScript)",
+  "enable-sandbox": "no mount-namespace sandbox is made (the packet path is memory-safe " +
+    "TypeScript; run slirpd as an unprivileged user to confine it)",
+  "enable-seccomp": "no seccomp filter is installed (the packet path is memory-safe " +
+    "TypeScript; run slirpd as an unprivileged user to confine it)",
 };
 
 /**

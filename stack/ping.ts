@@ -17,7 +17,7 @@
 // Messages that are not echo requests (errors from the guest, router solicitations, ...) go on
 // to `next` (e.g. the router-advertisement handler), or are dropped (counted).
 
-import { EAGAIN, errnoName } from "../ffi/errno.ts";
+import { EADDRINUSE, EAGAIN, errnoName } from "../ffi/errno.ts";
 import { PingSocket } from "../ffi/dgram.ts";
 import { setIntOpt, SO_REUSEADDR, SOL_SOCKET } from "../ffi/sockio.ts";
 import { copyBytes, setU16, u16 } from "./wire/bytes.ts";
@@ -158,10 +158,17 @@ export class Ping implements Transport {
       // replies, and never steals a host process's replies (nor lets one steal the guest's).
       setIntOpt(sock.fd, SOL_SOCKET, SO_REUSEADDR, 0);
       const src = this.cfg.bindFor?.(family) ?? null;
-      if (sock.bindId(id, src) < 0) {
+      let r = sock.bindId(id, src);
+      if (r < 0 && (src === null || r === -EADDRINUSE)) {
         this.stats.idRewritten++;
         // With a source address the socket must be bound anyway: any free ident.
-        if (src !== null && sock.bindId(0, src) < 0) this.stats.socketErrors++;
+        r = src === null ? 0 : sock.bindId(0, src);
+      }
+      if (r < 0) {
+        // The --outbound-addr is not (or no longer) on this host: never send from another.
+        sock.close();
+        this.stats.socketErrors++;
+        return null;
       }
       f.sock = sock;
       f.onEvents = () => this.#pull(f);

@@ -32,10 +32,9 @@
 // forward, the slirp4netns host loopback) → connect()ed to the redirect's target instead,
 // while the guest still talks to, and hears from, the address and port it used; unreachable →
 // ICMP network unreachable to the guest. The socket is registered with the poller
-// (udp/host.ts). Guest datagrams are sent straight
-// out of the tap buffer (reassembled ones out of the reassembly slab); boundaries are kept as
-// the kernel keeps them. Flows expire after `timeoutMs` idle; the table holds `maxFlows`, the
-// one idle longest is evicted for a new one.
+// (udp/host.ts). Guest datagrams are sent straight out of the tap buffer (reassembled ones out
+// of the reassembly slab); boundaries are kept as the kernel keeps them. Flows expire after
+// `timeoutMs` idle; the table holds `maxFlows`, the one idle longest is evicted for a new one.
 
 import { EAGAIN, ENETUNREACH, errnoName } from "../ffi/errno.ts";
 import { UdpSocket } from "../ffi/dgram.ts";

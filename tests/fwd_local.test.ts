@@ -64,6 +64,13 @@ Deno.test({
     assert.equal(await client(h, [...pp, "pp1", "198.51.100.7"]), "OK FROM 198.51.100.7");
     assert.equal(await client(h, [...pp, "pp2", "203.0.113.9"]), "OK FROM 203.0.113.9");
     assert.equal(await client(h, [...pp, "pp2", "2001:db8:1::5"]), "OK FROM 10.0.2.2");
+    assert.equal(await client(h, [...pp, "pp1split", "198.51.100.8"]), "OK FROM 198.51.100.8");
+    assert.equal(await client(h, [...pp, "pp2split", "198.51.100.9"]), "OK FROM 198.51.100.9");
+    // Not a PROXY header: closed, never forwarded.
+    assert.match(
+      await client(h, ["raw", "127.0.0.1", "2005", "GET / HTTP/1.0\r\n\r\n"]),
+      /OK closed/,
+    );
     // 0.0.0.0 listens on both families.
     assert.equal(await client(h, ["tcp", "::1", "2006"]), "OK FROM 10.0.2.2");
     assert.equal(await client(r, ["tcp", HostNet.HOST4, "2006"]), `OK FROM ${R4}`);
@@ -94,6 +101,9 @@ Deno.test({
     assert.match(
       out,
       /tcp:\/\/127\.0\.0\.1:\d+-127\.0\.0\.1:2005\/198\.51\.100\.7:\d+-\S+ local-fwd PP conn/,
+    );
+    await slirpd.waitFor((b) =>
+      /:2005\/10\.0\.2\.100:7 local-fwd PP error: bad magic/.test(b.stdout)
     );
     const st = await slirpd.stop();
     assert.equal(st.code, 0);

@@ -7,7 +7,9 @@
 //     tcp 9   sink: read to EOF, answer "<bytes> <sha256>\n"
 //     tcp 19  source: read "<bytes>\n", answer "<sha256>\n" and the bytes
 //   client modes (print "OK ..." and exit 0 on success):
-//     tcp HOST PORT [pp1|pp2 SRCIP]   echo; prints "OK FROM <addr>" (pp: a PROXY header first)
+//     tcp HOST PORT [pp1|pp2[split] SRCIP]  echo; "OK FROM <addr>" (pp: a PROXY header first,
+//                                     split: in two segments 0.3 s apart)
+//     raw HOST PORT TEXT              send TEXT, wait for the close: "OK closed eof|reset|data"
 //     udp HOST PORT                   three datagrams, three answers; "OK FROM <addr>"
 //     upload HOST PORT N | download HOST PORT N   N bytes, sha256 compared at both ends
 //     hold HOST PORT SECONDS          connect, print "connected", wait for the close: "OK closed"
@@ -15,7 +17,7 @@
 // Data is a fixed random block repeated, so both ends hash what actually crossed.
 
 const PEER_PY = String.raw`
-import hashlib, ipaddress, os, socket, struct, sys, threading
+import hashlib, ipaddress, os, socket, struct, sys, threading, time
 
 BLOCK = os.urandom(1 << 20)
 
@@ -149,7 +151,13 @@ def main():
     if mode == "tcp":
         c = connect(host, port)
         if len(sys.argv) > 5:
-            c.sendall(pp_header(sys.argv[4], sys.argv[5], host, 4242, port) + b"hello")
+            kind = sys.argv[4]
+            hdr = pp_header(kind.replace("split", ""), sys.argv[5], host, 4242, port)
+            if kind.endswith("split"):  # the header in two segments
+                c.sendall(hdr[:7])
+                time.sleep(0.3)
+                hdr = hdr[7:]
+            c.sendall(hdr + b"hello")
         else:
             c.sendall(b"hello")
         msg = b"forward me " * 1000
@@ -202,6 +210,14 @@ def main():
         got, h = read_all(c)
         assert got == n and h == want, "got %d %s want %d %s" % (got, h, n, want)
         print("OK download", n)
+    elif mode == "raw":
+        c = connect(host, port, 20)
+        c.sendall(sys.argv[4].encode())
+        try:
+            d = c.recv(1)
+            print("OK closed", "eof" if not d else "data")
+        except ConnectionResetError:
+            print("OK closed reset")
     elif mode == "hold":
         c = connect(host, port, float(sys.argv[4]))
         print("connected", read_line(c), flush=True)

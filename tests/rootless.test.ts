@@ -22,7 +22,7 @@ mknod -m 0666 "$d/tun" c 10 200
 mount --bind "$d/tun" /dev/net/tun
 cp "$DENO" "$d/deno"
 mkdir "$d/src" "$d/deno-dir"
-cp -r "$REPO"/main.ts "$REPO"/config.ts "$REPO"/daemon.ts "$REPO"/deno.json "$REPO"/ffi "$REPO"/stack "$REPO"/firewall "$d/src/"
+cp -r "$REPO"/*.ts "$REPO"/deno.json "$REPO"/ffi "$REPO"/stack "$REPO"/firewall "$d/src/"
 chown -R 65534:65534 "$d/deno-dir"
 export DENO_DIR="$d/deno-dir" HOME="$d/deno-dir" D="$d"
 exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all bash -c '

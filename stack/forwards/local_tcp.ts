@@ -127,7 +127,7 @@ export class LocalTcp implements Forward {
       : `tcp://${peer ? addrPort(peer.addr, peer.port) : "?"}-${this.#local}`;
     const ppNote = pp ? "PP " : "";
     if (target === null) {
-      sh.log(`[!] ${label}/${this.target.text} local-fwd ${ppNote}error: ${this.target.error}`);
+      sh.log(`[!] ${label}/${this.#targetLabel()} local-fwd ${ppNote}error: ${this.target.error}`);
       sock.abort();
       return;
     }
@@ -157,6 +157,10 @@ export class LocalTcp implements Forward {
     this.#conns.delete(c);
     const note = c.doneNote ? ` (${c.doneNote})` : "";
     this.sh.log(`[-] ${full}done: l=${c.bytesFromHost} r=${c.bytesFromGuest}${note}`);
+  }
+
+  #targetLabel(): string {
+    return addrPort(this.target.text, this.spec.targetPort || this.#port);
   }
 
   // --- tcppp: the PROXY header first ---
@@ -211,7 +215,7 @@ export class LocalTcp implements Forward {
     this.#dropPending(p);
     const peer = p.peer ? addrPort(p.peer.addr, p.peer.port) : "?";
     this.sh.log(
-      `[!] tcp://${peer}-${this.#local}/${this.target.text} local-fwd PP error: ${why}`,
+      `[!] tcp://${peer}-${this.#local}/${this.#targetLabel()} local-fwd PP error: ${why}`,
     );
     p.sock.abort();
   }

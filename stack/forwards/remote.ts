@@ -43,6 +43,12 @@ export class RemoteFwd implements Forward {
 
   open(): void {
     const where = `${this.spec.network}://${addrPort(this.bind, this.spec.bindPort)}`;
+    const b = this.bind;
+    if (b.every((x) => x === 0) || (b.length === 4 ? b[0] >= 224 : b[0] === 0xff)) {
+      throw new ForwardError(
+        `Failed to accept on remote side ${where}: the bind address must be a unicast address`,
+      );
+    }
     const target = (_f: 4 | 6, _dst: Uint8Array, port: number): FlowTarget | null => {
       const a = this.target.current();
       if (a === null) return null;
