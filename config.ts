@@ -276,6 +276,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   },
   "api-socket": {
     type: "string",
+    short: "a",
     arg: "PATH",
     help: "serve slirp4netns' JSON API (add_hostfwd, list_hostfwd, remove_hostfwd) on this " +
       "unix socket",

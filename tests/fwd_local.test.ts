@@ -3,7 +3,8 @@
 // "remote" namespace behind it. Asserted: echo over TCP and UDP, IPv4, IPv6 and across
 // families; the source address the guest sees (the client's, the gateway's for loopback and
 // cross-family clients, the PROXY header's for tcppp v1 and v2); three datagrams stay three
-// (two of them larger than the MTU); a host name as bind address; bind port 0; the log lines.
+// (two of them larger than the MTU); UDP flows end when idle; a host name as bind address;
+// bind port 0; the log lines.
 
 import assert from "node:assert/strict";
 import { HostNet, makeHostNet, makeNetns, needs, type Netns, startSlirpd } from "./harness.ts";
@@ -41,7 +42,7 @@ Deno.test({
     await using guest = await makeNetns("guest");
     await using srv = guest.spawn(["python3", await fwdPeer(), "serve"]);
     await srv.waitFor((b) => b.stdout.includes("ready"), 15_000, "guest servers");
-    const args = ["--configure"];
+    const args = ["--configure", "--udp-timeout", "2"];
     for (const f of FORWARDS) args.push("-L", f);
     await using slirpd = await startSlirpd({ guest, hostNs: net.host, args });
     const h = net.host, r = net.remote;
@@ -105,6 +106,10 @@ Deno.test({
     await slirpd.waitFor((b) =>
       /:2005\/10\.0\.2\.100:7 local-fwd PP error: bad magic/.test(b.stdout)
     );
+    // UDP clients' flows end when idle (--udp-timeout 2), with their byte counts.
+    const idle =
+      /\[-\] udp:\/\/192\.0\.2\.2:\d+-192\.0\.2\.1:2001\/\S+ local-fwd done: l=9933 r=\d+ \(idle\)/;
+    await slirpd.waitFor((b) => idle.test(b.stdout), 10_000, "idle UDP flow");
     const st = await slirpd.stop();
     assert.equal(st.code, 0);
   },

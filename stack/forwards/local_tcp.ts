@@ -8,7 +8,7 @@
 // partial header does not spin the loop) and only its bytes are consumed, so what the client
 // sent after it stays in the socket for the engine.
 
-import { EAGAIN, errnoName } from "../../ffi/errno.ts";
+import { EAGAIN, ECONNABORTED, EINTR, errnoName } from "../../ffi/errno.ts";
 import { EPOLLET, EPOLLIN } from "../../ffi/poller.ts";
 import { type SockAddr, TcpListener, type TcpSocket } from "../../ffi/socket.ts";
 import { formatIp } from "../wire/bytes.ts";
@@ -34,6 +34,8 @@ import type { ForwardSpec } from "./spec.ts";
 const ACCEPT_BUDGET = 64;
 /** How long a tcppp client may take to send its PROXY header. */
 const PP_TIMEOUT_MS = 10_000;
+/** After an accept() failure such as EMFILE, the listener rests this long (no busy loop). */
+const ACCEPT_PAUSE_MS = 100;
 
 /** A tcppp connection whose PROXY header is not complete yet. */
 interface Pending {
@@ -54,6 +56,8 @@ export class LocalTcp implements Forward {
   /** Live connections and their log label ("" with --quiet). */
   readonly #conns = new Map<Conn, string>();
   readonly #pending = new Set<Pending>();
+  /** Re-arms the listener after an accept() failure paused it. */
+  readonly #resume = new Timer(() => this.#resumeAccept());
   readonly #onClosed = (c: Conn) => this.#closed(c);
 
   constructor(
@@ -108,7 +112,15 @@ export class LocalTcp implements Forward {
     for (let i = 0; i < ACCEPT_BUDGET && l !== null; i++) {
       const s = l.accept();
       if (s === null) {
-        if (l.lastError !== EAGAIN) this.sh.log(`[!] local-fwd accept: ${errnoName(l.lastError)}`);
+        const e = l.lastError;
+        if (e === ECONNABORTED || e === EINTR) continue;
+        if (e !== EAGAIN) {
+          // EMFILE, ENFILE, ENOBUFS: the connection stays queued and the listener readable, so
+          // stop watching it for a moment instead of spinning.
+          this.sh.log(`[!] tcp://${this.#local} local-fwd accept: ${errnoName(e)}`);
+          this.sh.o.poller.modify(l, 0);
+          this.sh.o.wheel.arm(this.#resume, ACCEPT_PAUSE_MS);
+        }
         return;
       }
       const peer = s.remoteAddress();
@@ -220,7 +232,15 @@ export class LocalTcp implements Forward {
     p.sock.abort();
   }
 
+  #resumeAccept(): void {
+    const l = this.#listener;
+    if (l === null) return;
+    this.sh.o.poller.modify(l, EPOLLIN);
+    this.#accept();
+  }
+
   close(): void {
+    this.sh.o.wheel.cancel(this.#resume);
     const l = this.#listener;
     if (l !== null) {
       this.sh.o.poller.remove(l);

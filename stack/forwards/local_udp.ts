@@ -133,6 +133,12 @@ export class LocalUdp implements Forward {
       for (let j = 0; j < alen; j++) k[j] = from[j]; // (no subarray: no object per datagram)
       const kf = alen === 4 ? 4 : 6;
       let f = this.#flows.lookup(kf, k, 0, s.fromPort, 16, 0);
+      if (f !== null && f.gf !== gf) {
+        // The target's name now resolves to the other family: a new flow toward it (and the
+        // payload was read where a header of the new family fits).
+        this.#flows.close(f, "error");
+        f = null;
+      }
       if (f === null) {
         f = this.#open(kf, s.fromAddr.slice(0, alen), s.fromPort, gf, target);
         if (f === null) continue;
