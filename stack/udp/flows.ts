@@ -32,7 +32,11 @@ export interface PollerLike {
 export class Flow implements Keyed {
   hash = 0;
   hnext: Keyed | null = null;
-  /** Wheel time of the last datagram either way. */
+  /**
+   * Wheel time of the last datagram either way, in whole ms: an integer stays a small integer
+   * in every V8 tier, where a fractional time would box a heap number per datagram whenever
+   * the hot path runs unoptimized.
+   */
   lastUsed = 0;
   /** Use list: `older` towards the eviction end. */
   older: Flow | null = null;
@@ -101,7 +105,7 @@ export class FlowTable<F extends Flow> {
     }
     this.#table.insert(f);
     f.open = true;
-    f.lastUsed = this.wheel.now;
+    f.lastUsed = this.wheel.now | 0;
     f.older = this.#newest;
     f.newer = null;
     if (this.#newest) this.#newest.newer = f;
@@ -113,7 +117,7 @@ export class FlowTable<F extends Flow> {
 
   /** Marks a flow used now (a datagram either way): it becomes the last to be evicted. */
   touch(f: F): void {
-    f.lastUsed = this.wheel.now;
+    f.lastUsed = this.wheel.now | 0;
     if (this.#newest === f) return;
     this.#unlink(f);
     f.older = this.#newest;
