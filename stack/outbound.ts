@@ -15,6 +15,11 @@ export interface FlowTarget {
   family: 4 | 6;
   addr: Uint8Array;
   port: number;
+  /**
+   * The remote forward (-R) behind this redirect; absent for the others (DNS over TCP, host
+   * loopback). Its flows carry it: they log as "remote-fwd conn" and end when it is removed.
+   */
+  owner?: object;
 }
 
 /** Gives the target now (hostnames and resolv.conf servers change); null = refuse. */

@@ -24,7 +24,8 @@ import { Reassembler } from "./reasm.ts";
 import { UdpStack } from "./udp.ts";
 import { Ping } from "./ping.ts";
 import { Forwards } from "./forwards.ts";
-import { bytesEqual } from "./wire/bytes.ts";
+import { bytesEqual, formatIp } from "./wire/bytes.ts";
+import type { Conn } from "./tcp/conn.ts";
 
 /** The tap as the stack sees it: frames in and out. */
 export interface FrameIo extends FrameSink {
@@ -157,9 +158,21 @@ export class Stack {
         ? TcpSocket.connect(f, addr, port, { bindAddr })
         : TcpSocket.connect(f, addr, port);
     };
+    // A remote forward's connection carries it (its log lines, its end when it is removed);
+    // the host side of its label is the target until the connect succeeds.
+    const tag = (c: Conn) => {
+      const t = tcpVerdict === FlowVerdict.Redirected ? out.target : null;
+      if (t === null || t.owner === undefined) return;
+      c.fwd = t.owner;
+      if (!opts.quiet) {
+        const a = formatIp(t.addr);
+        c.hostLabel = t.family === 4 ? `${a}:${t.port}` : `[${a}]:${t.port}`;
+      }
+    };
     this.tcp = new TcpStack(this.tx, opts.poller, this.wheel, {
       connect,
       policy,
+      tag,
       quiet: opts.quiet,
       log: opts.log,
       connectTimeoutMs: opts.connectTimeoutMs,

@@ -38,7 +38,7 @@
 
 import { EAGAIN, ENETUNREACH, errnoName } from "../ffi/errno.ts";
 import { UdpSocket } from "../ffi/dgram.ts";
-import { bytesEqual, copyBytes, u16 } from "./wire/bytes.ts";
+import { bytesEqual, copyBytes, formatIp, u16 } from "./wire/bytes.ts";
 import { emitUdp, UdpView } from "./wire/udp.ts";
 import type { Counters } from "./counters.ts";
 import type { Fragmenter } from "./frag.ts";
@@ -114,7 +114,14 @@ export class UdpStack implements Transport {
   readonly stats = new UdpStats();
   readonly flows: FlowTable<UdpFlow>;
   readonly #view = new UdpView();
-  readonly #services: Service[] = [];
+  /**
+   * Local services by family * 65536 + port (a number key: no allocation per lookup), each a
+   * short list with the specific addresses first and the any-address one last. -L udp
+   * registers one per client, so the lookup must not grow with their number.
+   */
+  readonly #services = new Map<number, Service[]>();
+  /** Why flows closed by closeOwnedBy end (for their log line); null otherwise. */
+  #closeNote: string | null = null;
   /** Scratch addresses for reply(): m's addresses copied before tx.buf is written. */
   readonly #a4 = new Uint8Array(4);
   readonly #b4 = new Uint8Array(4);
@@ -150,17 +157,23 @@ export class UdpStack implements Transport {
     port: number,
     handler: UdpServiceHandler,
   ): () => void {
-    const dup = this.#services.find((s) =>
-      s.family === family && s.port === port &&
-      (s.addr === null ? addr === null : addr !== null && addr.length === s.addr.length &&
-        bytesEqual(s.addr, 0, addr, 0, addr.length))
+    const k = family * 65536 + port;
+    const dup = this.#services.get(k)?.some((s) =>
+      s.addr === null ? addr === null : addr !== null && addr.length === s.addr.length &&
+        bytesEqual(s.addr, 0, addr, 0, addr.length)
     );
     if (dup) throw new Error(`udp: a local service on ${family}/${port} is registered already`);
     const s: Service = { family, addr: addr === null ? null : addr.slice(), port, handler };
-    this.#services.push(s);
+    let list = this.#services.get(k);
+    if (list === undefined) this.#services.set(k, list = []);
+    if (addr === null) list.push(s); // the any-address one is the last resort
+    else list.unshift(s);
     return () => {
-      const i = this.#services.indexOf(s);
-      if (i >= 0) this.#services.splice(i, 1);
+      const l = this.#services.get(k);
+      const i = l === undefined ? -1 : l.indexOf(s);
+      if (l === undefined || i < 0) return;
+      l.splice(i, 1);
+      if (l.length === 0) this.#services.delete(k);
     };
   }
 
@@ -219,7 +232,7 @@ export class UdpStack implements Transport {
     }
     const srcPort = v.srcPort, dstPort = v.dstPort;
     const po = m.l4Off + 8, plen = v.length - 8;
-    if (this.#services.length > 0) {
+    if (this.#services.size > 0) {
       const s = this.#service(m, dstPort);
       if (s !== null) {
         this.stats.local++;
@@ -236,15 +249,13 @@ export class UdpStack implements Transport {
   }
 
   #service(m: PacketMeta, port: number): Service | null {
-    const list = this.#services;
-    let any: Service | null = null;
+    const list = this.#services.get(m.family * 65536 + port);
+    if (list === undefined) return null;
     for (let i = 0; i < list.length; i++) {
       const s = list[i];
-      if (s.port !== port || s.family !== m.family) continue;
-      if (s.addr === null) any ??= s;
-      else if (bytesEqual(s.addr, 0, m.b, m.dstOff, s.addr.length)) return s;
+      if (s.addr === null || bytesEqual(s.addr, 0, m.b, m.dstOff, s.addr.length)) return s;
     }
-    return any;
+    return null;
   }
 
   /** Guest → host, straight from the receive buffer. */
@@ -307,7 +318,7 @@ export class UdpStack implements Transport {
     let bindAddr: Uint8Array | null = null;
     if (verdict === FlowVerdict.Redirected && out.target !== null) {
       const t = out.target;
-      f.redirect = { family: t.family, addr: t.addr.slice(), port: t.port };
+      f.redirect = { family: t.family, addr: t.addr.slice(), port: t.port, owner: t.owner };
       toFamily = t.family;
       toAddr = f.redirect.addr;
       toPort = t.port;
@@ -318,7 +329,7 @@ export class UdpStack implements Transport {
       sock.setRecvErr(true);
     } catch (e) {
       this.stats.socketErrors++;
-      this.#log(`[!] ${flowLabel(f)} Routing conn error: ${(e as Error).message}`);
+      this.#log(`[!] ${label(f)} ${kind(f)} error: ${(e as Error).message}`);
       return null;
     }
     const err = sock.connect(toAddr, toPort);
@@ -327,7 +338,7 @@ export class UdpStack implements Transport {
       sock.close();
       this.stats.socketErrors++;
       f.sock = null;
-      this.#log(`[!] ${flowLabel(f)} Routing conn error: ${errnoName(-err)}`);
+      this.#log(`[!] ${label(f)} ${kind(f)} error: ${errnoName(-err)}`);
       const code = unreachCode(family, -err);
       if (code >= 0) sendUnreachable(this, f, code, 0);
       return null;
@@ -340,7 +351,7 @@ export class UdpStack implements Transport {
     this.stats.flowsOpened++;
     if (!this.cfg.quiet) {
       labelHost(f);
-      this.#log(`[+] ${flowLabel(f)} Routing conn new`);
+      this.#log(`[+] ${label(f)} ${kind(f)} new`);
     }
     return f;
   }
@@ -355,7 +366,8 @@ export class UdpStack implements Transport {
     f.onEvents = null;
     this.stats.flowsClosed++;
     if (!this.cfg.quiet) {
-      this.#log(`[-] ${flowLabel(f)} Routing conn done: l=${f.bytesOut} r=${f.bytesIn} (${why})`);
+      const note = this.#closeNote ?? why;
+      this.#log(`[-] ${label(f)} ${kind(f)} done: l=${f.bytesOut} r=${f.bytesIn} (${note})`);
     }
   }
 
@@ -373,8 +385,40 @@ export class UdpStack implements Transport {
     return out;
   }
 
+  /** Closes the flows a remote forward redirected (it is being removed). */
+  closeOwnedBy(owner: object, note: string): void {
+    this.#closeNote = note;
+    try {
+      for (const f of this.flows.all()) {
+        if (f.redirect !== null && f.redirect.owner === owner) this.flows.close(f, "shutdown");
+      }
+    } finally {
+      this.#closeNote = null;
+    }
+  }
+
   /** Closes every flow and its socket (shutdown). */
   close(): void {
     this.flows.closeAll();
   }
+}
+
+/**
+ * slirpnetstack's log form, "udp://GUEST:PORT/HOSTLOCAL:PORT-HOSTREMOTE:PORT", and for a remote
+ * forward's flow "udp://GUEST:PORT-BIND:PORT/HOSTLOCAL:PORT-HOSTREMOTE:PORT".
+ */
+function label(f: UdpFlow): string {
+  const r = f.redirect;
+  if (r === null || r.owner === undefined) return flowLabel(f);
+  const h = f.hostLabel || addrPort(r.addr, r.port);
+  return `udp://${addrPort(f.guestAddr, f.guestPort)}-${addrPort(f.remoteAddr, f.remotePort)}/${h}`;
+}
+
+/** "Routing conn", or "remote-fwd conn" for a remote forward's flow (slirpnetstack's). */
+function kind(f: UdpFlow): string {
+  return f.redirect === null || f.redirect.owner === undefined ? "Routing conn" : "remote-fwd conn";
+}
+
+function addrPort(a: Uint8Array, port: number): string {
+  return a.length === 4 ? `${formatIp(a)}:${port}` : `[${formatIp(a)}]:${port}`;
 }

@@ -8,6 +8,7 @@
 // catches every port of BINDIP; TARGETPORT 0 keeps the port the guest used.
 
 import type { FlowTarget } from "../outbound.ts";
+import { resetConn } from "../tcp/forwarder.ts";
 import { formatIp } from "../wire/bytes.ts";
 import type { HostAddr } from "./addr.ts";
 import {
@@ -52,7 +53,12 @@ export class RemoteFwd implements Forward {
     const target = (_f: 4 | 6, _dst: Uint8Array, port: number): FlowTarget | null => {
       const a = this.target.current();
       if (a === null) return null;
-      return { family: a.length === 4 ? 4 : 6, addr: a, port: this.spec.targetPort || port };
+      return {
+        family: a.length === 4 ? 4 : 6,
+        addr: a,
+        port: this.spec.targetPort || port,
+        owner: this, // its flows are tagged with it: see close()
+      };
     };
     try {
       this.#off = this.sh.o.outbound.addRedirect({
@@ -70,9 +76,19 @@ export class RemoteFwd implements Forward {
     this.sh.log(`[+] Accepting on remote side ${where}`);
   }
 
-  /** New flows stop being redirected; flows already open run to their end. */
+  /**
+   * New flows stop being redirected, and the ones it redirected end: TCP connections get a RST
+   * on both sides, UDP flows close their host sockets. Removal is rare (the API socket,
+   * shutdown), so the tables are scanned for the flows tagged with this forward.
+   */
   close(): void {
     this.#off?.();
     this.#off = null;
+    const tcp = this.sh.o.tcp;
+    for (const c of tcp.table.all()) {
+      // A connection in TIME-WAIT without its socket is finished on both sides already.
+      if (c.fwd === this && c.sock !== null) resetConn(tcp, c, "forward removed");
+    }
+    this.sh.o.udp.closeOwnedBy(this, "forward removed");
   }
 }

@@ -78,6 +78,11 @@ export class Conn implements Keyed {
    * sides done): port forwards keep their own list and log line with it.
    */
   onHostClosed: ((c: Conn) => void) | null = null;
+  /**
+   * The remote forward (-R) whose redirect made this connection; null for routed ones. Its
+   * lines say "remote-fwd conn" (slirpnetstack's), and removing the forward aborts it.
+   */
+  fwd: object | null = null;
 
   // --- receive: guest → host ---
   irs = 0;

@@ -34,22 +34,32 @@ function addrPort(family: 4 | 6, addr: Uint8Array, port: number): string {
   return family === 4 ? `${formatIp(addr)}:${port}` : `[${formatIp(addr)}]:${port}`;
 }
 
-/** "tcp://GUEST:PORT/HOSTLOCAL:PORT-HOSTREMOTE:PORT" (slirpnetstack's log form). */
+/**
+ * slirpnetstack's log form: "tcp://GUEST:PORT/HOSTLOCAL:PORT-HOSTREMOTE:PORT", and for a
+ * remote forward "tcp://GUEST:PORT-BIND:PORT/HOSTLOCAL:PORT-HOSTREMOTE:PORT" (before the
+ * connect succeeded: the host side is the destination, or the remote forward's target).
+ */
 export function connLabel(c: Conn): string {
   const g = addrPort(c.family, c.guestAddr, c.guestPort);
-  const h = c.hostLabel || addrPort(c.family, c.remoteAddr, c.remotePort);
-  return `tcp://${g}/${h}`;
+  const d = addrPort(c.family, c.remoteAddr, c.remotePort);
+  return c.fwd === null ? `tcp://${g}/${c.hostLabel || d}` : `tcp://${g}-${d}/${c.hostLabel}`;
+}
+
+/** "Routing conn", or "remote-fwd conn" for a remote forward's connection (slirpnetstack's). */
+function kind(c: Conn): string {
+  return c.fwd === null ? "Routing conn" : "remote-fwd conn";
 }
 
 /** Starts the host connect() for a new guest connection; false when it failed at once. */
 export function startConnect(t: TcpStack, c: Conn): boolean {
+  t.cfg.tag?.(c);
   let sock: HostSocket;
   try {
     sock = t.connectHost(c.family, c.remoteAddr, c.remotePort);
   } catch (e) {
     // No socket at all (EMFILE, ENOBUFS): the guest gets a RST, as for a refusal.
     t.stats.connectErrors++;
-    logLine(t, `[!] ${connLabel(c)} Routing conn error: ${(e as Error).message}`);
+    logLine(t, `[!] ${connLabel(c)} ${kind(c)} error: ${(e as Error).message}`);
     return false;
   }
   c.sock = sock;
@@ -73,14 +83,16 @@ function connected(t: TcpStack, c: Conn): void {
   } catch { /* not fatal */ }
   const l = s.localAddress(), r = s.remoteAddress();
   if (l && r) {
-    c.hostLabel = `${addrPort(c.family, l.addr, l.port)}-${addrPort(c.family, r.addr, r.port)}`;
+    // Of the host socket's family, which a remote forward may change (IPv4 guest → ::1).
+    const f = l.addr.length === 4 ? 4 : 6;
+    c.hostLabel = `${addrPort(f, l.addr, l.port)}-${addrPort(f, r.addr, r.port)}`;
   }
   t.wheel.cancel(c.life);
   c.lastHeard = t.now();
   c.state = SYN_RCVD;
   t.stats.opened++;
   c.loggedNew = !t.cfg.quiet;
-  logLine(t, `[+] ${connLabel(c)} Routing conn new`);
+  logLine(t, `[+] ${connLabel(c)} ${kind(c)} new`);
   sendSyn(t, c, true);
   c.sndNxt = (c.iss + 1) >>> 0;
   c.sndMax = c.sndNxt;
@@ -92,7 +104,7 @@ function connected(t: TcpStack, c: Conn): void {
 export function connectFailed(t: TcpStack, c: Conn, err: number): void {
   t.stats.connectErrors++;
   if (err === ETIMEDOUT) t.stats.connectTimeouts++;
-  logLine(t, `[!] ${connLabel(c)} Routing conn error: ${errnoName(err)}`);
+  logLine(t, `[!] ${connLabel(c)} ${kind(c)} error: ${errnoName(err)}`);
   // The guest's SYN has not been answered: RST|ACK acknowledging it (RFC 9293 §3.10.7.1).
   sendRst(t, c);
   finish(t, c, false);
@@ -364,7 +376,7 @@ function logDone(t: TcpStack, c: Conn): void {
     const note = c.doneNote ? ` (${c.doneNote})` : "";
     logLine(
       t,
-      `[-] ${connLabel(c)} Routing conn done: l=${c.bytesFromGuest} r=${c.bytesFromHost}${note}`,
+      `[-] ${connLabel(c)} ${kind(c)} done: l=${c.bytesFromGuest} r=${c.bytesFromHost}${note}`,
     );
   }
 }

@@ -90,6 +90,11 @@ export interface TcpConfig {
    * available). Default: the SLIRPD_TEST_TCP_LOSS environment variable, else 0.
    */
   lossRate?: number;
+  /**
+   * Called for each new guest connection just before its host connect(), in the same SYN as
+   * `policy`: stack.ts tags the connections of a remote forward (Conn.fwd, Conn.hostLabel).
+   */
+  tag?: (c: Conn) => void;
   /** Opens the host socket (default: TcpSocket.connect; may throw like it). */
   connect?: (family: 4 | 6, addr: Uint8Array, port: number) => HostSocket;
 }
