@@ -23,6 +23,7 @@
 // that uses it completes synchronously before the next one starts.
 
 import { errno, openLibc, SyscallError } from "./libc.ts";
+import { EIO } from "./errno.ts";
 import {
   afOf,
   type Family,
@@ -215,13 +216,14 @@ export function setIovE(buf: Uint8Array | null, off: number, len: number): void 
 /** sendmsg on MSG (iov already set): byte count or -errno. */
 export function sendIov(fd: number, flags: number): number {
   const n = libc.sendmsg(fd, P_MSG, flags);
-  return n >= 0 ? n : -errno();
+  return n >= 0 ? n : -(errno() || EIO);
 }
 
 /** recvmsg on MSG or MSG2 (iov already set): byte count or -errno. */
 export function recvIov(fd: number, flags: number, two = false): number {
   const n = libc.recvmsg(fd, two ? P_MSG2 : P_MSG, flags);
-  return n >= 0 ? n : -errno();
+  // A failure whose errno reads 0 must not look like EOF (0) to a caller: call it EIO.
+  return n >= 0 ? n : -(errno() || EIO);
 }
 
 /** Sets MSGN's name length (the sockaddr written at SA, or the room for one on receive). */

@@ -135,7 +135,10 @@ Deno.test({
       let hold = guest.spawn(["python3", py, "hold", "10.0.2.2", "3020", "20"]);
       await hold.waitFor((b) => /connected[^\n]*\n/.test(b.stdout), 10_000, "held connection");
       if (!/connected FROM/.test(hold.stdout)) {
-        console.log(`WOBBLY: empty greeting: ${hold.stdout}${hold.stderr}\n${slirpd.stdout}`);
+        console.log(
+          `WOBBLY: empty greeting: ${hold.stdout}${hold.stderr}\nserver: ${srv.stderr}\n` +
+            `slirpd: ${slirpd.stdout}`,
+        );
         await hold.stop("SIGKILL");
         hold = guest.spawn(["python3", py, "hold", "10.0.2.2", "3020", "20"]);
         await hold.waitFor((b) => /connected[^\n]*\n/.test(b.stdout), 10_000, "held connection");
