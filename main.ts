@@ -1,8 +1,8 @@
 // slirpd entry point: flags → Config → daemon. Usage errors are one line and exit 2 (as Go's
 // flag package does for slirpnetstack); a failure to start is one line and exit 1.
 
-import { helpText, parseConfig, UsageError } from "./config.ts";
-import { runDaemon } from "./daemon.ts";
+import { helpText, parseConfig, UsageError } from "./daemon/config.ts";
+import { runDaemon } from "./daemon/run.ts";
 
 async function main(): Promise<number> {
   let parsed;

@@ -2,7 +2,7 @@
 // forwarder wants (state, RTT, cwnd, in-flight, windows, byte counters). The kernel copies
 // min(our length, its struct size), so fields newer than the running kernel read -1; `size`
 // says how much it gave. Offsets are from include/uapi/linux/tcp.h and are checked against
-// `ss -ti` (which reads the same struct via netlink) by tests/ffi_socket.test.ts.
+// `ss -ti` (which reads the same struct via netlink) by tests/ns/ffi_socket.test.ts.
 
 import { INFO, s32, scratch } from "./sockio.ts";
 

@@ -218,16 +218,16 @@ export class PrefixSet {
   }
 }
 
-/** Transports a rule can name; index into RuleSet's tries. */
-export const PROTO_TCP = 0;
-export const PROTO_UDP = 1;
-export const PROTO_ICMP = 2;
+/** Transports a rule can name: slots (indices into RuleSet's tries), not IP protocol numbers. */
+export const SLOT_TCP = 0;
+export const SLOT_UDP = 1;
+export const SLOT_ICMP = 2;
 
 /** IP protocol number → rule transport index; -1 for one no rule can name. */
 export function protoIndex(ipProto: number): number {
-  if (ipProto === 6) return PROTO_TCP;
-  if (ipProto === 17) return PROTO_UDP;
-  if (ipProto === 1 || ipProto === 58) return PROTO_ICMP;
+  if (ipProto === 6) return SLOT_TCP;
+  if (ipProto === 17) return SLOT_UDP;
+  if (ipProto === 1 || ipProto === 58) return SLOT_ICMP;
   return -1;
 }
 
@@ -250,7 +250,7 @@ export class RuleSet {
     this.size = rules.length;
     this.#tries = [];
     for (const bytes of [4, 16] as const) {
-      for (const proto of [PROTO_TCP, PROTO_UDP, PROTO_ICMP]) {
+      for (const proto of [SLOT_TCP, SLOT_UDP, SLOT_ICMP]) {
         const mine = rules.filter((r) => r.addr.length === bytes && r.protos.includes(proto));
         this.#tries.push(new PrefixTrie(bytes, mine));
       }

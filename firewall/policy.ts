@@ -15,23 +15,24 @@
 // minute, and at most LOG_BUDGET lines a minute in all: a guest scanning ports cannot flood the
 // log. The rate-limit table is a fixed direct-mapped cache: bounded memory, no allocation.
 
-import type { NetPlan } from "../stack/netplan.ts";
+import type { NetPlan } from "../stack/base/netplan.ts";
 import { formatIp } from "../stack/wire/bytes.ts";
 import {
   Decider,
   type HostLookup,
-  PROTO_ICMP,
-  PROTO_TCP,
-  PROTO_UDP,
   type Rule,
+  SLOT_ICMP,
+  SLOT_TCP,
+  SLOT_UDP,
   Verdict,
   VERDICT_ALLOWS,
   VERDICT_REASON,
 } from "./decide.ts";
 import { sanitySet } from "./sanity.ts";
+import type { Policy } from "../stack/base/names.ts";
 
 /** Decides whether a guest flow to dst:port (proto 6 TCP, 17 UDP, 1/58 ICMP) may start. */
-export type Policy = (family: 4 | 6, proto: number, dst: Uint8Array, port: number) => boolean;
+export type { Policy };
 
 /** Plain counters (the daemon prints them at exit). */
 export class FirewallStats {
@@ -63,7 +64,7 @@ export interface FirewallOptions {
   now?: () => number;
 }
 
-const ANY = [PROTO_TCP, PROTO_UDP, PROTO_ICMP];
+const ANY = [SLOT_TCP, SLOT_UDP, SLOT_ICMP];
 
 /** What --disable-host-loopback denies. */
 export const HOST_LOOPBACK_RULES: readonly Rule[] = [

@@ -14,7 +14,7 @@
 // ends at "max"; a script matching that still matches).
 //
 // Two steps, because flags are parsed synchronously and DNS is not: `parseRules` checks the
-// syntax and leaves names unresolved (config.ts calls it, so a bad rule stops slirpd before
+// syntax and leaves names unresolved (daemon/config.ts calls it, so a bad rule stops slirpd before
 // anything starts); `resolveRules` looks the names up once at start (with the resolver it is
 // given: start.ts's getaddrinfo one; this file does no I/O) and turns every spec into prefix
 // rules. Differences from slirpnetstack: a name gives a rule for each address it resolves
@@ -22,7 +22,7 @@
 // cover port 0, so an icmp:// rule must not name ports.
 
 import { formatIp, parseIp } from "../stack/wire/bytes.ts";
-import { maskAddr, PROTO_ICMP, PROTO_TCP, PROTO_UDP, type Rule } from "./decide.ts";
+import { maskAddr, type Rule, SLOT_ICMP, SLOT_TCP, SLOT_UDP } from "./decide.ts";
 
 /** A rule problem: the reason part of `invalid value "X" for flag -allow: REASON`. */
 export class RuleError extends Error {
@@ -35,10 +35,10 @@ export class RuleError extends Error {
 export type RuleProto = "tcp" | "udp" | "icmp" | "any";
 
 const PROTOS: Record<RuleProto, readonly number[]> = {
-  tcp: [PROTO_TCP],
-  udp: [PROTO_UDP],
-  icmp: [PROTO_ICMP],
-  any: [PROTO_TCP, PROTO_UDP, PROTO_ICMP],
+  tcp: [SLOT_TCP],
+  udp: [SLOT_UDP],
+  icmp: [SLOT_ICMP],
+  any: [SLOT_TCP, SLOT_UDP, SLOT_ICMP],
 };
 
 /** One parsed rule; `addr` is null while `name` waits for resolution. */

@@ -5,7 +5,7 @@
 // would dodge the IPv4 rules. (slirpnetstack's StaticRoutingDeny, plus the guest's IPv6 network.)
 // An --allow rule opens a range of it (step 2 comes before step 3).
 
-import type { NetPlan } from "../stack/netplan.ts";
+import type { NetPlan } from "../stack/base/netplan.ts";
 import { PrefixSet } from "./decide.ts";
 
 export interface Prefix {

@@ -8,7 +8,7 @@
 //     changes no answer), and the Firewall whose `policy` the stack gets.
 
 import type { Poller } from "../ffi/poller.ts";
-import type { NetPlan } from "../stack/netplan.ts";
+import type { NetPlan } from "../stack/base/netplan.ts";
 import { formatIp } from "../stack/wire/bytes.ts";
 import type { Rule } from "./decide.ts";
 import { HostPrefixes, interfaceAddress } from "./hostprefixes.ts";
@@ -40,7 +40,7 @@ export const systemResolver: Resolver = async (name) => {
   return out;
 };
 
-/** The Config fields the firewall reads (config.ts's Config has them all). */
+/** The Config fields the firewall reads (daemon/config.ts's Config has them all). */
 export interface FirewallConfig {
   allow: readonly FlagRules[];
   deny: readonly FlagRules[];

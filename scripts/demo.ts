@@ -6,7 +6,7 @@
 //   - inside the guest: ping of the gateway (v4 and v6), and a fetch of the host's service.
 // Nothing leaves the namespaces the demo made.
 
-import { HostNet, makeHostNet, makeNetns, needs, startSlirpd } from "../tests/harness.ts";
+import { HostNet, makeHostNet, makeNetns, needs, startSlirpd } from "../tests/support/harness.ts";
 
 if (Deno.uid() !== 0) {
   console.error("demo: needs root (it makes network namespaces); for rootless use see README");

@@ -2,7 +2,7 @@
 // Every function returns a Sample (a number, or the reason it failed); none throws for a
 // failure of the thing measured, so a broken tool turns into "fail" cells, not a crash.
 
-import { Background, type Netns, run } from "../../tests/harness.ts";
+import { Background, type Netns, run } from "../../tests/support/harness.ts";
 
 export const HOST4 = "192.0.2.1";
 export const IPERF_PORT = 5201;

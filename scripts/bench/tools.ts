@@ -1,7 +1,7 @@
 // The three user-mode networking tools the bench compares, and how each is started so that
 // the comparison is fair.
 //
-// Every tool runs inside the bench's isolated host namespace (tests/harness.ts makeHostNet:
+// Every tool runs inside the bench's isolated host namespace (tests/support/harness.ts makeHostNet:
 // 192.0.2.1 on a veth to a "remote" peer namespace, no other routes) and is attached to a
 // fresh guest namespace made for that one tool × MTU cell. The guest always talks to
 // 192.0.2.1, the host namespace's own address, where the iperf3 and echo servers listen. For
@@ -34,7 +34,7 @@ import {
   type Netns,
   READY_LINE,
   run,
-} from "../../tests/harness.ts";
+} from "../../tests/support/harness.ts";
 
 export type ToolName = "slirpd" | "slirp4netns" | "pasta";
 export const TOOLS: ToolName[] = ["slirpd", "slirp4netns", "pasta"];

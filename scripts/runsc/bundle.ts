@@ -5,7 +5,7 @@
 // the machine) is dynamically linked, and `ldd` names exactly what it needs, so the rootfs stays
 // a few MB and needs no image download.
 
-import { run } from "../../tests/harness.ts";
+import { run } from "../../tests/support/harness.ts";
 
 /** Shared libraries of `bin` as absolute paths, from `ldd` (the loader included). */
 export async function lddLibraries(bin: string): Promise<string[]> {

@@ -21,7 +21,7 @@
 //      the container's netns, looks up a different dentry and still finds rmem_default. runsc
 //      itself stays in the host netns; only its mount namespace is private.
 
-import { run } from "../../tests/harness.ts";
+import { run } from "../../tests/support/harness.ts";
 
 export interface RunscResult {
   code: number;

@@ -3,13 +3,13 @@
 
 import { EADDRINUSE, EADDRNOTAVAIL, EAFNOSUPPORT, errnoName } from "../../ffi/errno.ts";
 import { SyscallError } from "../../ffi/libc.ts";
-import { formatIp } from "../wire/bytes.ts";
-import type { NetPlan } from "../netplan.ts";
-import type { Outbound } from "../outbound.ts";
-import type { TimerWheel } from "../timers.ts";
-import type { PollerLike, TcpStack } from "../tcp/stack.ts";
-import type { UdpStack } from "../udp.ts";
-import { type ForwardSpec, isV4Mapped } from "./spec.ts";
+import type { NetPlan } from "../base/netplan.ts";
+import type { Outbound } from "../flow/outbound.ts";
+import type { TimerWheel } from "../flow/timers.ts";
+import type { TcpStack } from "../tcp/mod.ts";
+import type { PollerLike } from "../base/names.ts";
+import type { UdpStack } from "../udp/mod.ts";
+import type { ForwardSpec } from "./spec.ts";
 
 /** One row of the forward table (the API socket's list_hostfwd shows the local ones). */
 export interface ForwardEntry {
@@ -120,15 +120,7 @@ export class FwdShared {
   }
 }
 
-/** The IPv4 address inside a v4-mapped IPv6 one (a dual-stack listener's IPv4 clients). */
-export function unmap(a: Uint8Array): Uint8Array {
-  return isV4Mapped(a) ? a.subarray(12) : a;
-}
-
-export function addrPort(addr: Uint8Array | string, port: number): string {
-  const a = typeof addr === "string" ? addr : formatIp(unmap(addr));
-  return a.includes(":") ? `[${a}]:${port}` : `${a}:${port}`;
-}
+export { addrPort, unmap } from "../base/names.ts";
 
 /** "tcp" / "udp" for messages (tcppp listens on tcp). */
 export function transport(spec: ForwardSpec): string {

@@ -9,12 +9,12 @@
 // sent after it stays in the socket for the engine.
 
 import { EAGAIN, ECONNABORTED, EINTR, errnoName } from "../../ffi/errno.ts";
-import { EPOLLET, EPOLLIN } from "../../ffi/poller.ts";
+import { EPOLLET } from "../../ffi/poller.ts";
+import { EPOLLIN } from "../base/names.ts";
 import { type SockAddr, TcpListener, type TcpSocket } from "../../ffi/socket.ts";
 import { formatIp } from "../wire/bytes.ts";
-import { Timer } from "../timers.ts";
+import { Timer } from "../flow/timers.ts";
 import type { Conn } from "../tcp/conn.ts";
-import { resetConn } from "../tcp/forwarder.ts";
 import type { HostAddr } from "./addr.ts";
 import {
   addrPort,
@@ -252,6 +252,6 @@ export class LocalTcp implements Forward {
       p.sock.abort();
     }
     // RST both ways: the forward is gone, so are its connections.
-    for (const c of [...this.#conns.keys()]) resetConn(this.sh.o.tcp, c, "forward removed");
+    for (const c of [...this.#conns.keys()]) this.sh.o.tcp.reset(c, "forward removed");
   }
 }

@@ -10,12 +10,12 @@
 // Flows end after --udp-timeout idle (FlowTable: one timer per flow, LRU eviction when full).
 
 import { EAGAIN } from "../../ffi/errno.ts";
-import { EPOLLIN } from "../../ffi/poller.ts";
+import { EPOLLIN } from "../base/names.ts";
 import { UdpSocket } from "../../ffi/socket.ts";
 import { formatIp } from "../wire/bytes.ts";
-import { type CloseReason, Flow, FlowTable } from "../udp/flows.ts";
+import { type CloseReason, Flow, FlowTable } from "../flow/datagram.ts";
 import { MAX_PAYLOAD4, MAX_PAYLOAD6 } from "../udp/host.ts";
-import type { PacketMeta } from "../meta.ts";
+import type { PacketMeta } from "../ip/meta.ts";
 import type { HostAddr } from "./addr.ts";
 import {
   addrPort,

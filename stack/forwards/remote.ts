@@ -1,5 +1,5 @@
 // A remote forward (-R): guest flows to BINDIP:BINDPORT go to a host target. It is a redirect
-// in stack/outbound.ts (asked once per new flow, before the firewall: the operator named this
+// in stack/flow/outbound.ts (asked once per new flow, before the firewall: the operator named this
 // destination, so remote forwards are not subject to --enable-host/--allow), so the TCP and
 // UDP transports carry it like any flow, only to the target instead of the destination.
 //
@@ -7,8 +7,7 @@
 // its own prefix, ARPs for it: link.ts/icmp.ts answer for redirect addresses). BINDPORT 0
 // catches every port of BINDIP; TARGETPORT 0 keeps the port the guest used.
 
-import type { FlowTarget } from "../outbound.ts";
-import { resetConn } from "../tcp/forwarder.ts";
+import type { FlowTarget } from "../flow/outbound.ts";
 import { formatIp } from "../wire/bytes.ts";
 import type { HostAddr } from "./addr.ts";
 import {
@@ -87,7 +86,7 @@ export class RemoteFwd implements Forward {
     const tcp = this.sh.o.tcp;
     for (const c of tcp.table.all()) {
       // A connection in TIME-WAIT without its socket is finished on both sides already.
-      if (c.fwd === this && c.sock !== null) resetConn(tcp, c, "forward removed");
+      if (c.fwd === this && c.sock !== null) tcp.reset(c, "forward removed");
     }
     this.sh.o.udp.closeOwnedBy(this, "forward removed");
   }

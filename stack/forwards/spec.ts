@@ -16,7 +16,9 @@
 // not a number or an IP part that is neither an address nor a host name is refused here
 // (slirpnetstack ignores the first and fails later on the others).
 
-import { parseIp } from "../wire/bytes.ts";
+import { isV4Mapped, parseIp } from "../wire/bytes.ts";
+
+export { isV4Mapped };
 
 export type FwdDir = "local" | "remote";
 
@@ -76,12 +78,6 @@ export function parseAddr(s: string): Uint8Array | null {
   if (ip === null) return null;
   if (ip.length === 16 && isV4Mapped(ip)) return ip.slice(12);
   return ip;
-}
-
-export function isV4Mapped(a: Uint8Array): boolean {
-  if (a.length !== 16) return false;
-  for (let i = 0; i < 10; i++) if (a[i] !== 0) return false;
-  return a[10] === 0xff && a[11] === 0xff;
 }
 
 function hostPart(what: string, s: string): string | null {

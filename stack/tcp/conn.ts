@@ -7,10 +7,11 @@
 // straight into the host socket's send queue. The only exception is the bounded RecvStore
 // (out-of-order guest segments, short host writes), which borrows from a shared pool.
 
-import { Timer } from "../timers.ts";
+import { Timer } from "../flow/timers.ts";
+import type { Keyed } from "../flow/table.ts";
 import { RecvStore, type StorePool } from "./store.ts";
-import type { Keyed } from "./table.ts";
-import type { HostSocket } from "./stack.ts";
+import type { Seq } from "./seq.ts";
+import { DEFAULT_MSS_V4, INITIAL_RTO, INITIAL_SSTHRESH } from "./tunables.ts";
 
 // States (RFC 9293 §3.3.2), plus CONNECTING: the guest's SYN is in, the host connect() is in
 // progress and the guest has not been answered yet (it gets SYN-ACK or RST when it ends).
@@ -40,6 +41,31 @@ export const STATE_NAMES = [
   "TIME-WAIT",
 ] as const;
 
+/** A set of states as a lookup table by state number (no reliance on their order). */
+function stateSet(...states: number[]): Uint8Array {
+  const t = new Uint8Array(STATE_NAMES.length);
+  for (const s of states) t[s] = 1;
+  return t;
+}
+
+const SYNCHRONIZED = stateSet(
+  ESTABLISHED,
+  FIN_WAIT_1,
+  FIN_WAIT_2,
+  CLOSE_WAIT,
+  CLOSING,
+  LAST_ACK,
+  TIME_WAIT,
+);
+
+/**
+ * The handshake is complete (RFC 9293 §3.5.2's synchronized states, ESTABLISHED through
+ * TIME-WAIT): both sequence spaces are known to both sides.
+ */
+export function synchronized(s: number): boolean {
+  return SYNCHRONIZED[s] === 1;
+}
+
 /** States in which the guest may still send data (its FIN not yet received). */
 export function guestMaySend(s: number): boolean {
   return s === ESTABLISHED || s === FIN_WAIT_1 || s === FIN_WAIT_2 || s === SYN_RCVD;
@@ -48,6 +74,30 @@ export function guestMaySend(s: number): boolean {
 /** States in which new host data may go to the guest (our FIN not yet sent). */
 export function weMaySend(s: number): boolean {
   return s === ESTABLISHED || s === CLOSE_WAIT;
+}
+
+/**
+ * What the engine uses of ffi/socket.ts's TcpSocket (which satisfies it); unit tests pass an
+ * in-memory fake through TcpConfig.connect.
+ */
+export interface HostSocket {
+  readonly fd: number;
+  readonly pendingError: number;
+  connectResult(): number;
+  send(buf: Uint8Array, off: number, len: number): number;
+  peek(buf: Uint8Array, off: number, len: number): number;
+  setPeekOffset(n: number): void;
+  discard(n: number): number;
+  shutdownWrite(): number;
+  abort(): void;
+  close(): void;
+  outq(): number;
+  inq(): number;
+  sendBufSize(refresh?: boolean): number;
+  localAddress(): { addr: Uint8Array; port: number } | null;
+  remoteAddress(): { addr: Uint8Array; port: number } | null;
+  /** TCP_NODELAY (may throw; optional for fakes). */
+  setNoDelay?(on: boolean): void;
 }
 
 export class Conn implements Keyed {
@@ -85,17 +135,17 @@ export class Conn implements Keyed {
   fwd: object | null = null;
 
   // --- receive: guest → host ---
-  irs = 0;
+  irs = 0 as Seq;
   /** Sequence number of the next guest byte not yet written to the host (the store's base). */
-  hostSeq = 0;
+  hostSeq = 0 as Seq;
   /** Next sequence number expected from the guest (= hostSeq + store.prefix (+1 after FIN)). */
-  rcvNxt = 0;
+  rcvNxt = 0 as Seq;
   /** Right edge of the window last advertised (rcvNxt + window): never moved left. */
-  rcvAdv = 0;
+  rcvAdv = 0 as Seq;
   /** Our window shift (RFC 7323), 0 when the guest did not offer scaling. */
   rcvWscale = 0;
   /** ACK number in the last segment we sent (RFC 7323 TS.Recent rule). */
-  lastAckSent = 0;
+  lastAckSent = 0 as Seq;
   /** The guest's FIN has been received (in order). */
   finRcvd = false;
   /** shutdown(SHUT_WR) done on the host socket (guest FIN carried over). */
@@ -112,27 +162,27 @@ export class Conn implements Keyed {
   readonly store: RecvStore;
 
   // --- send: host → guest ---
-  iss = 0;
-  sndUna = 0;
-  sndNxt = 0;
+  iss = 0 as Seq;
+  sndUna = 0 as Seq;
+  sndNxt = 0 as Seq;
   /** Highest sequence number sent + 1 (sndNxt moves back below it after an RTO). */
-  sndMax = 0;
+  sndMax = 0 as Seq;
   /** The guest's window, in bytes (already scaled). */
   sndWnd = 0;
-  sndWl1 = 0;
-  sndWl2 = 0;
+  sndWl1 = 0 as Seq;
+  sndWl2 = 0 as Seq;
   /** The guest's window shift; 0 when no scaling was negotiated. */
   sndWscale = 0;
   /**
    * Payload per segment to the guest (SMSS): its MSS option bounded by our MTU, less the
    * timestamp option when used. cwnd counts in these.
    */
-  mss = 536;
+  mss = DEFAULT_MSS_V4;
   /** The host socket reached EOF (its peer sent FIN). */
   hostEof = false;
   /** Our FIN has been sent at least once; its sequence number is finSeq. */
   finSent = false;
-  finSeq = 0;
+  finSeq = 0 as Seq;
 
   // --- options (RFC 7323, RFC 2018) ---
   tsOk = false;
@@ -145,25 +195,25 @@ export class Conn implements Keyed {
   // --- RTT / RTO (RFC 6298) ---
   srtt = 0; // ms; 0 = no sample yet
   rttvar = 0;
-  rto = 1000;
+  rto = INITIAL_RTO;
   /** Consecutive timeouts (exponential backoff exponent). */
   backoff = 0;
   /** Timed segment without timestamps (Karn): its end seq, and when it was sent; -1 none. */
-  rttSeq = 0;
+  rttSeq = 0 as Seq;
   rttTime = -1;
   /** Persist (zero-window probe) mode for the retransmission timer. */
   persist = false;
 
   // --- congestion control (RFC 5681, RFC 6582) ---
   cwnd = 0;
-  ssthresh = 0x7fffffff;
+  ssthresh = INITIAL_SSTHRESH;
   dupAcks = 0;
   inRecovery = false;
-  recover = 0;
+  recover = 0 as Seq;
   /** In recovery: next sequence number that may be retransmitted (holes below are done). */
-  rexmitNxt = 0;
+  rexmitNxt = 0 as Seq;
   /** sndMax and the time when the segment at sndUna was last retransmitted (RACK-like). */
-  rexmitMark = 0;
+  rexmitMark = 0 as Seq;
   rexmitTime = 0;
   /**
    * The retransmission timer is armed as a probe rather than the RTO: a tail loss probe
@@ -184,9 +234,6 @@ export class Conn implements Keyed {
   /** Link in the TIME-WAIT FIFO (oldest first). */
   twNext: Conn | null = null;
   twPrev: Conn | null = null;
-  /** The first SYN's options, kept while CONNECTING so the SYN-ACK can answer them. */
-  synMss = 0;
-  synWscale = -1;
 
   constructor(
     readonly family: 4 | 6,

@@ -6,10 +6,11 @@
 // is a connection request (policy, then host connect(); a refusal is a RST, an unreachable
 // destination ICMP network unreachable); anything else for no connection gets the RFC's RST.
 
-import type { PacketMeta } from "../meta.ts";
+import type { PacketMeta } from "../ip/meta.ts";
+import { PROTO_ICMP, PROTO_ICMPV6 } from "../base/names.ts";
 import { emitIcmpv4Unreachable, ICMP_NET_UNREACH } from "../wire/icmpv4.ts";
 import { emitIcmpv6Unreachable, ICMPV6_NOROUTE } from "../wire/icmpv6.ts";
-import { seqGt, seqLe, seqLt } from "./seq.ts";
+import { asSeq, type Seq, seqAdd, seqGt, seqInWindow, seqLe, seqLt } from "./seq.ts";
 import {
   CLOSE_WAIT,
   CLOSING,
@@ -24,10 +25,12 @@ import {
   SYN_SENT,
   TIME_WAIT,
 } from "./conn.ts";
-import type { TcpStack } from "./stack.ts";
+import type { TcpEngine } from "./engine.ts";
+import { enterTimeWait, evictTimeWait, finish, maybeClose, updateInterest } from "./host.ts";
+import { initCongestion } from "./rto.ts";
 import {
   ackLater,
-  OUR_WSCALE,
+  hostError,
   ourMss,
   pushData,
   sendAck,
@@ -38,21 +41,12 @@ import {
   TH_RST,
   TH_SYN,
 } from "./output.ts";
-import { initCongestion, onDupAck, onNewAck, updateSacked } from "./retransmit.ts";
-import {
-  enterTimeWait,
-  finish,
-  guestData,
-  guestReset,
-  hostError,
-  hostShutdownIfDone,
-  maybeClose,
-  startConnect,
-  updateInterest,
-} from "./forwarder.ts";
+import { onDupAck, onNewAck, updateSacked } from "./retransmit.ts";
+import { guestData, guestReset, hostShutdownIfDone, startConnect } from "./forwarder.ts";
+import { DEFAULT_MSS_V4, DEFAULT_MSS_V6, MIN_MSS, OUR_WSCALE, TS_OPTION_LEN } from "./tunables.ts";
 
 /** Entry point: one TCP segment from the guest (IP layer already validated). */
-export function tcpInput(t: TcpStack, m: PacketMeta): void {
+export function tcpInput(t: TcpEngine, m: PacketMeta): void {
   const v = t.view;
   t.stats.segsIn++;
   if (!v.parse(m.b, m.l4Off, m.l4Len) || !v.parseOptions(t.opts)) {
@@ -69,7 +63,7 @@ export function tcpInput(t: TcpStack, m: PacketMeta): void {
 }
 
 /** RFC 9293 §3.10.7.1/2: CLOSED (no connection) and LISTEN. */
-function noConnection(t: TcpStack, m: PacketMeta): void {
+function noConnection(t: TcpEngine, m: PacketMeta): void {
   const v = t.view;
   const flags = v.flags;
   if (flags & TH_RST) return;
@@ -81,7 +75,7 @@ function noConnection(t: TcpStack, m: PacketMeta): void {
   replyRst(t, m);
 }
 
-function replyRst(t: TcpStack, m: PacketMeta): void {
+function replyRst(t: TcpEngine, m: PacketMeta): void {
   const v = t.view;
   sendRstReply(
     t,
@@ -104,7 +98,7 @@ function replyRst(t: TcpStack, m: PacketMeta): void {
  * matches the error against). In SYN-SENT the guest's connect() then fails at once with
  * ENETUNREACH, as behind a router without a route.
  */
-function replyNetUnreachable(t: TcpStack, m: PacketMeta): void {
+function replyNetUnreachable(t: TcpEngine, m: PacketMeta): void {
   const tx = t.tx;
   const l4 = tx.l4Offset(m.family);
   const quote = m.l4Off - m.ipOff + Math.min(m.l4Len, 8);
@@ -118,19 +112,27 @@ function replyNetUnreachable(t: TcpStack, m: PacketMeta): void {
     n = emitIcmpv6Unreachable(tx.buf, l4, ICMPV6_NOROUTE, src, dst, b, m.ipOff, quote);
   }
   if (n === 0) return;
-  tx.sendIpAt(m.family, m.b, m.dstOff, m.b, m.srcOff, m.family === 4 ? 1 : 58, n);
+  tx.sendIpAt(
+    m.family,
+    m.b,
+    m.dstOff,
+    m.b,
+    m.srcOff,
+    m.family === 4 ? PROTO_ICMP : PROTO_ICMPV6,
+    n,
+  );
 }
 
 /** A new connection request: policy, table room, then the host connect(). */
-function listen(t: TcpStack, m: PacketMeta): void {
+function listen(t: TcpEngine, m: PacketMeta): void {
   const v = t.view;
   const o = t.opts;
   const alen = m.family === 4 ? 4 : 16;
   // Addresses are copied once per flow (a SYN), never per segment.
   const remote = m.b.slice(m.dstOff, m.dstOff + alen);
-  const verdict = t.cfg.policy(m.family, 6, remote, v.dstPort);
-  if (verdict !== true) {
-    if (verdict === "unreachable") {
+  const admission = t.cfg.admit(m.family, remote, v.dstPort);
+  if (admission === "refused" || admission === "unreachable") {
+    if (admission === "unreachable") {
       t.stats.unreachable++;
       replyNetUnreachable(t, m);
     } else {
@@ -139,20 +141,20 @@ function listen(t: TcpStack, m: PacketMeta): void {
     }
     return;
   }
-  if (t.table.full) t.evictTimeWait();
+  if (t.table.full) evictTimeWait(t);
   if (t.table.full) {
     t.stats.tableFull++;
     replyRst(t, m);
     return;
   }
   const c = t.newConn(m.family, m.b.slice(m.srcOff, m.srcOff + alen), v.srcPort, remote, v.dstPort);
-  const seq = v.seq;
+  const seq = asSeq(v.seq);
   c.irs = seq;
   c.rcvNxt =
     c.hostSeq =
     c.rcvAdv =
     c.lastAckSent =
-      (seq + 1) >>> 0;
+      seqAdd(seq, 1);
   // Options (RFC 9293 §3.7.1 default MSS; RFC 7323 §2.2: scale only if both offer it).
   c.mss = negotiatedMss(t, m.family, o.mss, o.hasTimestamp);
   if (o.wscale >= 0) {
@@ -175,48 +177,87 @@ function listen(t: TcpStack, m: PacketMeta): void {
   c.state = CONNECTING;
   t.table.insert(c);
   // Data or FIN on the SYN is not accepted now: the guest sends it again after the handshake.
-  if (!startConnect(t, c) && !c.finished) {
+  if (!startConnect(t, c, admission) && !c.finished) {
     replyRst(t, m);
     finish(t, c, false);
   }
 }
 
-/** RFC 9293 §3.10.7.4 (and .3 for SYN-SENT) for a segment of an existing connection. */
-function segmentArrives(t: TcpStack, c: Conn, m: PacketMeta): void {
+/**
+ * RFC 9293 §3.10.7.4 (and .3 for SYN-SENT) for a segment of an existing connection, in the
+ * RFC's order of steps, each a function below. A step that consumed the segment returns
+ * false (or ACK_DONE): the rest is skipped.
+ */
+function segmentArrives(t: TcpEngine, c: Conn, m: PacketMeta): void {
   const v = t.view;
-  const o = t.opts;
   const flags = v.flags;
-  const seq = v.seq;
+  const seq = asSeq(v.seq);
   const len = v.payloadLen;
   c.lastHeard = t.now();
   c.kaProbes = 0;
+  if (!byState(t, c, m, flags, seq)) return;
+  // First: is the segment acceptable?
+  if (!acceptable(t, c, flags, seq, len)) return;
+  // Second: RST.
+  if (flags & TH_RST) {
+    rstArrives(t, c, seq);
+    return;
+  }
+  // (Third, security and precedence: not used.) Fourth: SYN in a synchronized state.
+  if (flags & TH_SYN) {
+    synArrives(t, c);
+    return;
+  }
+  // Fifth: ACK (a segment without it is dropped).
+  if (!(flags & TH_ACK)) return;
+  const acked = ackArrives(t, c, m, flags, seq, len);
+  if (acked === ACK_DONE) return;
+  // Sixth, URG: not used (the urgent pointer is ignored, the bytes go in line as data).
+  // Seventh: segment text.
+  if (!textArrives(t, c, m, seq, len)) return;
+  // Eighth: FIN.
+  if (!finArrives(t, c, flags, seq, len)) return;
+  afterSegment(t, c, acked === ACK_MOVED);
+}
 
+/**
+ * Before the sequence check, what depends on the state alone: a connection still connecting
+ * to the host, the answer to our SYN, a repeated SYN, a new SYN reusing a TIME-WAIT 4-tuple.
+ * False when that was all.
+ */
+function byState(t: TcpEngine, c: Conn, m: PacketMeta, flags: number, seq: Seq): boolean {
   switch (c.state) {
     case CONNECTING:
       // The host connect() is still running: a retransmitted SYN changes nothing (it must
       // not start a second connection); a RST abandons the attempt.
       if (flags & TH_RST && (seq === c.rcvNxt || seq === c.irs)) finish(t, c, true);
-      return;
+      return false;
     case SYN_SENT:
       synSent(t, c, m);
-      return;
+      return false;
     case SYN_RCVD:
       if ((flags & (TH_SYN | TH_ACK)) === TH_SYN && seq === c.irs) {
         sendSyn(t, c, true); // the guest did not get our SYN-ACK
-        return;
+        return false;
       }
-      break;
+      return true;
     case TIME_WAIT:
       // A new SYN above the old sequence space reopens the 4-tuple (RFC 6191 spirit).
       if ((flags & (TH_SYN | TH_ACK)) === TH_SYN && seqGt(seq, c.rcvNxt)) {
         finish(t, c, false);
         listen(t, m);
-        return;
+        return false;
       }
-      break;
+      return true;
   }
+  return true;
+}
 
-  // First: is the segment acceptable (RFC 9293 §3.10.7.4, the four cases)?
+/**
+ * First step: the sequence check (RFC 9293 §3.10.7.4, the four cases) and PAWS. An
+ * unacceptable segment is answered with an ACK (unless it is a RST) and dropped.
+ */
+function acceptable(t: TcpEngine, c: Conn, flags: number, seq: Seq, len: number): boolean {
   let segLen = len;
   if (flags & TH_SYN) segLen++;
   if (flags & TH_FIN) segLen++;
@@ -224,11 +265,12 @@ function segmentArrives(t: TcpStack, c: Conn, m: PacketMeta): void {
   let ok: boolean;
   if (segLen === 0 || wnd <= 0) {
     // A zero window still takes ACKs and RSTs (its data is clipped away later).
-    ok = wnd <= 0 ? seq === c.rcvNxt : inWindow(seq, c.rcvNxt, wnd);
+    ok = wnd <= 0 ? seq === c.rcvNxt : seqInWindow(seq, c.rcvNxt, wnd);
   } else {
-    ok = inWindow(seq, c.rcvNxt, wnd) || inWindow((seq + segLen - 1) >>> 0, c.rcvNxt, wnd);
+    ok = seqInWindow(seq, c.rcvNxt, wnd) || seqInWindow(seqAdd(seq, segLen - 1), c.rcvNxt, wnd);
   }
   // PAWS (RFC 7323 §5.3): an old timestamp marks an old duplicate.
+  const o = t.opts;
   if (ok && c.tsOk && o.hasTimestamp && !(flags & TH_RST) && seqLt(o.tsVal, c.tsRecent)) {
     t.stats.pawsDrops++;
     ok = false;
@@ -236,45 +278,61 @@ function segmentArrives(t: TcpStack, c: Conn, m: PacketMeta): void {
   if (!ok) {
     t.stats.outOfWindow++;
     if (!(flags & TH_RST)) sendAck(t, c);
-    return;
   }
+  return ok;
+}
 
-  // Second: RST (RFC 5961 §3.2: only an exact match resets, the rest gets a challenge ACK).
-  if (flags & TH_RST) {
-    if (seq === c.rcvNxt) guestReset(t, c);
-    else {
-      t.stats.challengeAcks++;
-      sendAck(t, c);
-    }
-    return;
-  }
-  // Fourth: SYN in a synchronized state (RFC 5961 §4): challenge ACK.
-  if (flags & TH_SYN) {
+/** Second step, RST (RFC 5961 §3.2: only an exact match resets, the rest gets a challenge ACK). */
+function rstArrives(t: TcpEngine, c: Conn, seq: Seq): void {
+  if (seq === c.rcvNxt) guestReset(t, c);
+  else {
     t.stats.challengeAcks++;
     sendAck(t, c);
-    return;
   }
-  // Fifth: ACK.
-  if (!(flags & TH_ACK)) return;
+}
+
+/** Fourth step, SYN in a synchronized state (RFC 5961 §4): a challenge ACK. */
+function synArrives(t: TcpEngine, c: Conn): void {
+  t.stats.challengeAcks++;
+  sendAck(t, c);
+}
+
+/** ackArrives' answers: the segment is consumed; go on; go on, and send what it made room for. */
+const ACK_DONE = 0, ACK_OK = 1, ACK_MOVED = 2;
+
+/**
+ * Fifth step, ACK: TS.Recent, the handshake's end, new data acknowledged (RTT, congestion
+ * control), duplicate ACKs, the send window, our FIN acknowledged, and TIME-WAIT's one case.
+ */
+function ackArrives(
+  t: TcpEngine,
+  c: Conn,
+  m: PacketMeta,
+  flags: number,
+  seq: Seq,
+  len: number,
+): number {
+  const v = t.view;
+  const o = t.opts;
   // TS.Recent (RFC 7323 §4.3): from a segment covering the last ACK we sent.
   if (c.tsOk && o.hasTimestamp && seqLe(seq, c.lastAckSent)) c.tsRecent = o.tsVal;
-  const ack = v.ack;
+  const ack = asSeq(v.ack);
   if (c.state === SYN_RCVD) {
     if (!seqGt(ack, c.sndUna) || seqGt(ack, c.sndMax)) {
       replyRst(t, m);
-      return;
+      return ACK_DONE;
     }
     established(t, c);
   }
   if (seqGt(ack, c.sndMax)) {
     sendAck(t, c); // acknowledges something not yet sent
-    return;
+    return ACK_DONE;
   }
   const segWnd = v.window * (1 << c.sndWscale);
   const newSack = c.sackOk && o.sackCount > 0 && updateSacked(c, o.sackBlocks, o.sackCount);
   let moved = false;
   if (seqGt(ack, c.sndUna)) {
-    if (!ackNewData(t, c, ack, o.hasTimestamp ? o.tsEcr : -1)) return;
+    if (!ackNewData(t, c, ack, o.hasTimestamp ? o.tsEcr : -1)) return ACK_DONE;
     moved = true;
   } else if (
     ack === c.sndUna && len === 0 && !(flags & TH_FIN) && c.sndMax !== c.sndUna &&
@@ -284,56 +342,83 @@ function segmentArrives(t: TcpStack, c: Conn, m: PacketMeta): void {
     t.stats.dupAcks++;
     onDupAck(t, c);
   }
-  // Window update (RFC 9293 SND.WL1/WL2 rule: only from a newer segment).
-  if (seqLt(c.sndWl1, seq) || (c.sndWl1 === seq && seqLe(c.sndWl2, ack))) {
-    if (segWnd !== c.sndWnd) moved = true;
-    c.sndWnd = segWnd;
-    c.sndWl1 = seq;
-    c.sndWl2 = ack;
-  }
-  const finAcked = c.finSent && c.sndUna === ((c.finSeq + 1) >>> 0);
-  if (finAcked) {
-    if (c.state === FIN_WAIT_1) c.state = FIN_WAIT_2;
-    else if (c.state === CLOSING) {
-      enterTimeWait(t, c);
-      return;
-    } else if (c.state === LAST_ACK) {
-      maybeClose(t, c);
-      if (c.finished) return;
-    }
-  }
+  if (updateSendWindow(c, seq, ack, segWnd)) moved = true;
+  if (c.finSent && c.sndUna === seqAdd(c.finSeq, 1) && !ourFinAcked(t, c)) return ACK_DONE;
   if (c.state === TIME_WAIT) {
     // Only a retransmitted FIN is expected here: ACK it and restart the 2*MSL wait.
     if (flags & TH_FIN) {
       sendAck(t, c);
       enterTimeWait(t, c);
     }
-    return;
+    return ACK_DONE;
   }
+  return moved ? ACK_MOVED : ACK_OK;
+}
 
-  // Seventh: segment text.
+/**
+ * The send window from a newer segment (RFC 9293's SND.WL1/SND.WL2 rule). True when the
+ * window changed (there may be room to send).
+ */
+function updateSendWindow(c: Conn, seq: Seq, ack: Seq, segWnd: number): boolean {
+  if (!(seqLt(c.sndWl1, seq) || (c.sndWl1 === seq && seqLe(c.sndWl2, ack)))) return false;
+  const changed = segWnd !== c.sndWnd;
+  c.sndWnd = segWnd;
+  c.sndWl1 = seq;
+  c.sndWl2 = ack;
+  return changed;
+}
+
+/**
+ * Our FIN is acknowledged: FIN-WAIT-1 → FIN-WAIT-2, CLOSING → TIME-WAIT, LAST-ACK → closed
+ * (once the host side is done too). False when that consumed the segment.
+ */
+function ourFinAcked(t: TcpEngine, c: Conn): boolean {
+  if (c.state === FIN_WAIT_1) c.state = FIN_WAIT_2;
+  else if (c.state === CLOSING) {
+    enterTimeWait(t, c);
+    return false;
+  } else if (c.state === LAST_ACK) {
+    maybeClose(t, c);
+    if (c.finished) return false;
+  }
+  return true;
+}
+
+/** Seventh step, segment text: to the host socket. False when the connection went away. */
+function textArrives(t: TcpEngine, c: Conn, m: PacketMeta, seq: Seq, len: number): boolean {
   if (len > 0 && guestMaySend(c.state) && !c.finRcvd) {
-    guestData(t, c, m.b, v.payloadOffset, len, seq);
-    if (c.finished) return;
+    guestData(t, c, m.b, t.view.payloadOffset, len, seq);
+    if (c.finished) return false;
   }
+  return true;
+}
 
-  // Eighth: FIN, once everything before it has been received.
-  if ((flags & TH_FIN) && !c.finRcvd && ((seq + len) >>> 0) === c.rcvNxt) {
-    c.finRcvd = true;
-    c.rcvNxt = (c.rcvNxt + 1) >>> 0;
-    t.stats.finsRcvd++;
-    if (c.state === ESTABLISHED || c.state === SYN_RCVD) c.state = CLOSE_WAIT;
-    else if (c.state === FIN_WAIT_1) c.state = CLOSING;
-    hostShutdownIfDone(t, c);
-    if (c.finished) return;
-    sendAck(t, c);
-    if (c.state === FIN_WAIT_2) {
-      enterTimeWait(t, c);
-      return;
-    }
+/**
+ * Eighth step, FIN, once everything before it has been received: carried over to the host
+ * (half-close) and acknowledged. False when that consumed the segment.
+ */
+function finArrives(t: TcpEngine, c: Conn, flags: number, seq: Seq, len: number): boolean {
+  if (!(flags & TH_FIN) || c.finRcvd || seqAdd(seq, len) !== c.rcvNxt) return true;
+  c.finRcvd = true;
+  c.rcvNxt = seqAdd(c.rcvNxt, 1);
+  t.stats.finsRcvd++;
+  if (c.state === ESTABLISHED || c.state === SYN_RCVD) c.state = CLOSE_WAIT;
+  else if (c.state === FIN_WAIT_1) c.state = CLOSING;
+  hostShutdownIfDone(t, c);
+  if (c.finished) return false;
+  sendAck(t, c);
+  if (c.state === FIN_WAIT_2) {
+    enterTimeWait(t, c);
+    return false;
   }
+  return true;
+}
 
-  // Send what the ACK made room for (this also carries our ACK), then settle the ACK.
+/**
+ * After the steps: send what the ACK made room for (this also carries our ACK), then settle
+ * the ACK (at once after ackEveryBytes, else at the end of the batch) and the epoll interest.
+ */
+function afterSegment(t: TcpEngine, c: Conn, moved: boolean): void {
   if (moved && c.sock !== null) pushData(t, c);
   if (c.finished) return;
   if (c.rcvNxt !== c.lastAckSent) {
@@ -347,20 +432,15 @@ function segmentArrives(t: TcpStack, c: Conn, m: PacketMeta): void {
  * Payload per segment toward the guest (SMSS, RFC 5681): its MSS option (RFC 9293 §3.7.1
  * defaults) within our MTU, minus the timestamp option every segment carries (RFC 6691).
  */
-function negotiatedMss(t: TcpStack, family: 4 | 6, offered: number, ts: boolean): number {
-  const mss = offered > 0 ? offered : family === 4 ? 536 : 1220;
-  return Math.max(64, Math.min(mss, ourMss(t, family))) - (ts ? 12 : 0);
-}
-
-function inWindow(x: number, lo: number, wnd: number): boolean {
-  const d = (x - lo) | 0;
-  return d >= 0 && d < wnd;
+function negotiatedMss(t: TcpEngine, family: 4 | 6, offered: number, ts: boolean): number {
+  const mss = offered > 0 ? offered : family === 4 ? DEFAULT_MSS_V4 : DEFAULT_MSS_V6;
+  return Math.max(MIN_MSS, Math.min(mss, ourMss(t, family))) - (ts ? TS_OPTION_LEN : 0);
 }
 
 /** The handshake's last ACK: ESTABLISHED; host data may flow now. */
-function established(t: TcpStack, c: Conn): void {
+function established(t: TcpEngine, c: Conn): void {
   c.state = ESTABLISHED;
-  c.sndUna = (c.iss + 1) >>> 0;
+  c.sndUna = seqAdd(c.iss, 1);
   if (seqLt(c.sndNxt, c.sndUna)) c.sndNxt = c.sndUna;
   c.backoff = 0;
   t.wheel.cancel(c.rtx);
@@ -372,7 +452,7 @@ function established(t: TcpStack, c: Conn): void {
  * sndUna moves to ack: the acknowledged host bytes leave the host socket (MSG_TRUNC, no
  * copy), the FIN's sequence number excepted. False when the connection went away.
  */
-function ackNewData(t: TcpStack, c: Conn, ack: number, tsEcr: number): boolean {
+function ackNewData(t: TcpEngine, c: Conn, ack: Seq, tsEcr: number): boolean {
   const acked = (ack - c.sndUna) | 0;
   let data = acked;
   if (c.finSent && seqGt(ack, c.finSeq)) data--; // our FIN takes one sequence number
@@ -390,11 +470,11 @@ function ackNewData(t: TcpStack, c: Conn, ack: number, tsEcr: number): boolean {
 }
 
 /** RFC 9293 §3.10.7.3: our SYN to the guest (a port forward) is answered. */
-function synSent(t: TcpStack, c: Conn, m: PacketMeta): void {
+function synSent(t: TcpEngine, c: Conn, m: PacketMeta): void {
   const v = t.view;
   const o = t.opts;
   const flags = v.flags;
-  const ack = v.ack;
+  const ack = asSeq(v.ack);
   const hasAck = (flags & TH_ACK) !== 0;
   if (hasAck && (seqLe(ack, c.iss) || seqGt(ack, c.sndMax))) {
     if (!(flags & TH_RST)) replyRst(t, m);
@@ -405,13 +485,13 @@ function synSent(t: TcpStack, c: Conn, m: PacketMeta): void {
     return;
   }
   if (!(flags & TH_SYN)) return;
-  const seq = v.seq;
+  const seq = asSeq(v.seq);
   c.irs = seq;
   c.rcvNxt =
     c.hostSeq =
     c.rcvAdv =
     c.lastAckSent =
-      (seq + 1) >>> 0;
+      seqAdd(seq, 1);
   c.mss = negotiatedMss(t, c.family, o.mss, o.hasTimestamp);
   if (o.wscale >= 0) c.sndWscale = o.wscale;
   else c.rcvWscale = 0;

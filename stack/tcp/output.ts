@@ -21,49 +21,50 @@ import {
   writeTcpSack,
   writeTcpTimestamp,
 } from "../wire/tcp.ts";
-import { EAGAIN } from "../../ffi/errno.ts";
-import { seqGt, seqLt } from "./seq.ts";
+import { EAGAIN, errnoName } from "../../ffi/errno.ts";
+import { PROTO_TCP } from "../base/names.ts";
+import { asSeq, type Seq, seqAdd, seqGt, seqLt } from "./seq.ts";
 import {
   CLOSE_WAIT,
   type Conn,
+  CONNECTING,
   ESTABLISHED,
   FIN_WAIT_1,
+  type HostSocket,
   LAST_ACK,
-  SYN_RCVD,
   SYN_SENT,
+  synchronized,
+  TIME_WAIT,
   weMaySend,
 } from "./conn.ts";
-import type { HostSocket, TcpStack } from "./stack.ts";
-import { armRtx, persistIfStalled } from "./retransmit.ts";
-import { hostError, receiveWindow, updateInterest } from "./forwarder.ts";
+import type { TcpEngine } from "./engine.ts";
+import { finish, receiveWindow, updateInterest } from "./host.ts";
+import { armRtx, persistIfStalled } from "./rto.ts";
+import { CUT_CHUNK, CUT_SEG_MAX, PUSH_ROUNDS_MAX, TS_OPTION_LEN } from "./tunables.ts";
 
 export const TH_FIN = TCP_FIN;
 export const TH_SYN = TCP_SYN;
 export const TH_RST = TCP_RST;
-export const TH_PSH = TCP_PSH;
+const TH_PSH = TCP_PSH;
 export const TH_ACK = TCP_ACK;
 
-export const PROTO_TCP = 6;
-/** The window shift we offer (RFC 7323): up to 65535 << 7 ≈ 8 MiB, above any send buffer. */
-export const OUR_WSCALE = 7;
-
 /** Our timestamp clock (RFC 7323 §5.4: 1 ms ticks), u32. */
-export function tsNow(t: TcpStack): number {
+export function tsNow(t: TcpEngine): number {
   return Math.floor(t.now()) >>> 0;
 }
 
 /** Payload per segment for a header of hdrLen: SMSS less the SACK blocks it carries. */
 function segSize(c: Conn, hdrLen: number): number {
-  return c.mss - (hdrLen - 20 - (c.tsOk ? 12 : 0));
+  return c.mss - (hdrLen - 20 - (c.tsOk ? TS_OPTION_LEN : 0));
 }
 
 /**
  * Header length of a non-SYN segment for c, with the SACK blocks it will carry computed into
  * t.sackOut/t.nSackOut (so the payload can be peeked to its place before the header exists).
  */
-export function dataHeaderLen(t: TcpStack, c: Conn): number {
+function dataHeaderLen(t: TcpEngine, c: Conn): number {
   let n = 20;
-  if (c.tsOk) n += 12;
+  if (c.tsOk) n += TS_OPTION_LEN;
   t.nSackOut = 0;
   if (c.sackOk && c.store.ranges > 0) {
     t.nSackOut = c.store.sackBlocks(c.hostSeq, c.rcvNxt, t.sackOut, c.tsOk ? 3 : 4);
@@ -86,17 +87,17 @@ function writeBase(
 }
 
 /** The window field for c (scaled), recording the advertised right edge in c.rcvAdv. */
-function windowField(t: TcpStack, c: Conn, syn: boolean): number {
+function windowField(c: Conn, syn: boolean): number {
   const shift = syn ? 0 : c.rcvWscale;
-  let w = receiveWindow(t, c);
+  let w = receiveWindow(c);
   // Never move the right edge left (RFC 9293 §3.8.6.2.2: a receiver should not shrink its
   // window): round up so the scaled value still reaches the old edge.
-  if (seqLt((c.rcvNxt + w) >>> 0, c.rcvAdv)) {
+  if (seqLt(seqAdd(c.rcvNxt, w), c.rcvAdv)) {
     w = ((c.rcvAdv - c.rcvNxt) >>> 0) + (1 << shift) - 1;
   }
   let v = w >>> shift;
   if (v > 0xffff) v = 0xffff;
-  const edge = (c.rcvNxt + v * (1 << shift)) >>> 0;
+  const edge = seqAdd(c.rcvNxt, v * (1 << shift));
   if (seqGt(edge, c.rcvAdv)) c.rcvAdv = edge;
   return v;
 }
@@ -106,8 +107,8 @@ function windowField(t: TcpStack, c: Conn, syn: boolean): number {
  * hdrLen from dataHeaderLen) and sends it. Every segment carries the current ACK and window,
  * so it also settles any pending ACK.
  */
-export function sendSegment(
-  t: TcpStack,
+function sendSegment(
+  t: TcpEngine,
   c: Conn,
   flags: number,
   seq: number,
@@ -118,7 +119,7 @@ export function sendSegment(
   const tx = t.tx;
   const b = tx.buf;
   const o = tx.l4Offset(c.family);
-  const wnd = windowField(t, c, false);
+  const wnd = windowField(c, false);
   writeBase(b, o, c, seq, c.rcvNxt, flags, hdrLen, wnd);
   let p = o + 20;
   if (c.tsOk) p += writeTcpTimestamp(b, p, tsNow(t), c.tsRecent);
@@ -131,7 +132,7 @@ export function sendSegment(
 }
 
 /** A pure ACK (with SACK blocks when out-of-order data is held). */
-export function sendAck(t: TcpStack, c: Conn): void {
+export function sendAck(t: TcpEngine, c: Conn): void {
   c.wndCache = -1;
   const hdr = dataHeaderLen(t, c);
   sendSegment(t, c, TH_ACK, c.sndNxt, 0, hdr, 0);
@@ -141,13 +142,13 @@ export function sendAck(t: TcpStack, c: Conn): void {
  * A probe the guest must answer with an ACK (keepalive, zero-window probe): an old sequence
  * number (sndUna - 1) and no data, as Linux sends them; nothing new enters the sequence space.
  */
-export function sendProbe(t: TcpStack, c: Conn): void {
+export function sendProbe(t: TcpEngine, c: Conn): void {
   const hdr = dataHeaderLen(t, c);
-  sendSegment(t, c, TH_ACK, (c.sndUna - 1) >>> 0, 0, hdr, 0);
+  sendSegment(t, c, TH_ACK, seqAdd(c.sndUna, -1), 0, hdr, 0);
 }
 
 /** SYN (active open) or SYN-ACK, with the options the guest offered (or all of ours). */
-export function sendSyn(t: TcpStack, c: Conn, withAck: boolean): void {
+export function sendSyn(t: TcpEngine, c: Conn, withAck: boolean): void {
   const tx = t.tx;
   const b = tx.buf;
   const o = tx.l4Offset(c.family);
@@ -161,7 +162,7 @@ export function sendSyn(t: TcpStack, c: Conn, withAck: boolean): void {
   // Window scaling only when the guest offered it (RFC 7323 §2.2), or in our own SYN.
   so.wscale = c.rcvWscale > 0 || c.state === SYN_SENT ? c.rcvWscale : -1;
   const hdrLen = 20 + writeTcpOptions(b, o + 20, so);
-  const wnd = windowField(t, c, true);
+  const wnd = windowField(c, true);
   writeBase(b, o, c, c.iss, withAck ? c.rcvNxt : 0, TH_SYN | (withAck ? TH_ACK : 0), hdrLen, wnd);
   c.lastAckSent = c.rcvNxt;
   c.ackPending = false;
@@ -171,7 +172,7 @@ export function sendSyn(t: TcpStack, c: Conn, withAck: boolean): void {
 }
 
 /** RST|ACK for an existing connection (host reset, abort, timeout). */
-export function sendRst(t: TcpStack, c: Conn): void {
+export function sendRst(t: TcpEngine, c: Conn): void {
   const tx = t.tx;
   const o = tx.l4Offset(c.family);
   writeBase(tx.buf, o, c, c.sndNxt, c.rcvNxt, TH_RST | TH_ACK, 20, 0);
@@ -185,7 +186,7 @@ export function sendRst(t: TcpStack, c: Conn): void {
  * and ports are read in place from the received packet.
  */
 export function sendRstReply(
-  t: TcpStack,
+  t: TcpEngine,
   family: 4 | 6,
   b: Uint8Array,
   srcOff: number,
@@ -211,7 +212,7 @@ export function sendRstReply(
     if (segFlags & TH_SYN) len++;
     if (segFlags & TH_FIN) len++;
     setU32(ob, o + 4, 0);
-    setU32(ob, o + 8, (segSeq + len) >>> 0);
+    setU32(ob, o + 8, seqAdd(segSeq, len));
     ob[o + 13] = TH_RST | TH_ACK;
   }
   ob[o + 12] = 5 << 4;
@@ -223,7 +224,7 @@ export function sendRstReply(
 }
 
 /** The MSS we announce: what fits one frame of our MTU. */
-export function ourMss(t: TcpStack, family: 4 | 6): number {
+export function ourMss(t: TcpEngine, family: 4 | 6): number {
   return Math.min(0xffff, t.tx.maxL4(family) - 20);
 }
 
@@ -231,7 +232,7 @@ export function ourMss(t: TcpStack, family: 4 | 6): number {
  * Payload bytes one send may carry: one segment, or with GSO a super-frame of whole
  * segments. seg is the payload per segment: the MSS minus the options (RFC 6691).
  */
-function maxSegment(t: TcpStack, c: Conn, seg: number): number {
+function maxSegment(t: TcpEngine, c: Conn, seg: number): number {
   if (!t.tx.gso) return seg;
   // IPv4 total length / IPv6 payload length are 16 bits; 60 = the largest TCP header.
   const room = 0xffff - (c.family === 4 ? 20 : 0) - 60;
@@ -244,14 +245,14 @@ function maxSegment(t: TcpStack, c: Conn, seg: number): number {
  * (sndNxt < sndMax after a timeout), and our FIN once the host socket is at EOF. Data is
  * peeked straight into the Tx buffer.
  */
-export function pushData(t: TcpStack, c: Conn): void {
+export function pushData(t: TcpEngine, c: Conn): void {
   const sock = c.sock;
-  if (sock === null || c.state < ESTABLISHED || c.state === SYN_RCVD) return;
+  if (sock === null || !synchronized(c.state)) return;
   const tx = t.tx;
   const l4 = tx.l4Offset(c.family);
   c.wndCache = -1; // one window computation per push, not per segment
-  for (let round = 0; round < 256; round++) {
-    if (c.finSent && c.sndNxt === ((c.finSeq + 1) >>> 0)) break; // everything is out
+  for (let round = 0; round < PUSH_ROUNDS_MAX; round++) {
+    if (c.finSent && c.sndNxt === seqAdd(c.finSeq, 1)) break; // everything is out
     // Retransmitting below sndMax is allowed in any state; new data only before our FIN.
     if (!weMaySend(c.state) && !seqLt(c.sndNxt, c.sndMax)) break;
     const inFlight = (c.sndNxt - c.sndUna) | 0;
@@ -310,7 +311,7 @@ export function pushData(t: TcpStack, c: Conn): void {
       else if (c.state === CLOSE_WAIT) c.state = LAST_ACK;
     }
     sendSegment(t, c, TH_FIN | TH_ACK, c.finSeq, 0, hdr, 0);
-    c.sndNxt = (c.finSeq + 1) >>> 0;
+    c.sndNxt = seqAdd(c.finSeq, 1);
     if (seqGt(c.sndNxt, c.sndMax)) c.sndMax = c.sndNxt;
     armRtx(t, c);
     break;
@@ -319,13 +320,8 @@ export function pushData(t: TcpStack, c: Conn): void {
   updateInterest(t, c);
 }
 
-/** Segments of at most this size are cut from one larger peek when there is no GSO. */
-const CUT_SEG_MAX = 16 * 1024;
-/** The peek for cutting: at most 64 KiB, into the upper half of the 128 KiB Tx buffer. */
-const CUT_CHUNK = 64 * 1024;
-
 /** Sends n bytes already in place as one segment or GSO frame at sndNxt, and books them. */
-function sendOne(t: TcpStack, c: Conn, flags: number, n: number, hdr: number, gso: number) {
+function sendOne(t: TcpEngine, c: Conn, flags: number, n: number, hdr: number, gso: number) {
   const seq = c.sndNxt;
   if (!sendSegment(t, c, flags, seq, n, hdr, gso)) return false;
   sent(t, c, seq, n);
@@ -338,7 +334,7 @@ function sendOne(t: TcpStack, c: Conn, flags: number, n: number, hdr: number, gs
  * is moved in front (copyWithin: a memmove, no allocation) and sent. False when the tap
  * refused a frame (sndNxt then stops there).
  */
-function sendCut(t: TcpStack, c: Conn, hdr: number, seg: number, n: number, push: boolean) {
+function sendCut(t: TcpEngine, c: Conn, hdr: number, seg: number, n: number, push: boolean) {
   const b = t.tx.buf;
   const src = b.length - CUT_CHUNK;
   const dst = t.tx.l4Offset(c.family) + hdr;
@@ -351,12 +347,12 @@ function sendCut(t: TcpStack, c: Conn, hdr: number, seg: number, n: number, push
 }
 
 /** Books n bytes sent at seq: sndNxt/sndMax, the RTT timing (Karn), the timer. */
-function sent(t: TcpStack, c: Conn, seq: number, n: number): void {
+function sent(t: TcpEngine, c: Conn, seq: Seq, n: number): void {
   if (!c.tsOk && c.rttTime < 0 && !seqLt(seq, c.sndMax)) {
-    c.rttSeq = (seq + n) >>> 0;
+    c.rttSeq = seqAdd(seq, n);
     c.rttTime = t.now();
   }
-  c.sndNxt = (seq + n) >>> 0;
+  c.sndNxt = seqAdd(seq, n);
   if (seqGt(c.sndNxt, c.sndMax)) {
     c.bytesFromHost += (c.sndNxt - c.sndMax) | 0;
     c.sndMax = c.sndNxt;
@@ -372,7 +368,7 @@ function skipSacked(c: Conn, sock: HostSocket, len: number): number {
   for (let i = 0; i < c.nSacked; i++) {
     const l = c.sacked[2 * i], r = c.sacked[2 * i + 1];
     if (!seqLt(c.sndNxt, l) && seqLt(c.sndNxt, r)) {
-      c.sndNxt = seqLt(r, c.sndMax) ? r : c.sndMax;
+      c.sndNxt = seqLt(r, c.sndMax) ? asSeq(r) : c.sndMax;
       sock.setPeekOffset((c.sndNxt - c.sndUna) >>> 0);
       return 0;
     }
@@ -389,7 +385,7 @@ function skipSacked(c: Conn, sock: HostSocket, len: number): number {
  * go as one super-frame) without moving sndNxt: fast retransmit, SACK hole filling, tail
  * loss probes. Returns the bytes sent (1 for a lone FIN).
  */
-export function retransmitAt(t: TcpStack, c: Conn, seq: number, maxLen: number): number {
+export function retransmitAt(t: TcpEngine, c: Conn, seq: number, maxLen: number): number {
   const sock = c.sock;
   if (sock === null) return 0;
   if (c.finSent && seq === c.finSeq) {
@@ -417,15 +413,33 @@ export function retransmitAt(t: TcpStack, c: Conn, seq: number, maxLen: number):
 }
 
 /** An ACK is owed: sent by the flush at the end of the current batch (or piggybacked). */
-export function ackLater(t: TcpStack, c: Conn): void {
+export function ackLater(t: TcpEngine, c: Conn): void {
   c.ackPending = true;
   flushLater(t, c);
 }
 
 /** Puts c on the end-of-batch list (gathered host writes, deferred ACKs). */
-export function flushLater(t: TcpStack, c: Conn): void {
+export function flushLater(t: TcpEngine, c: Conn): void {
   if (c.listed) return;
   c.listed = true;
   c.ackNext = t.ackList;
   t.ackList = c;
+}
+
+/** A host socket error (ECONNRESET, EPIPE, ...): RST to the guest, connection gone. */
+export function hostError(t: TcpEngine, c: Conn, err: number): void {
+  t.stats.hostResets++;
+  if (!t.cfg.quiet) c.doneNote = errnoName(err);
+  if (c.state !== CONNECTING && c.state !== TIME_WAIT) sendRst(t, c);
+  finish(t, c, true);
+}
+
+/**
+ * Gives up on the connection (retransmission or keepalive timeout, a port forward removed):
+ * RST both ways.
+ */
+export function resetConn(t: TcpEngine, c: Conn, why: string): void {
+  c.doneNote = why;
+  if (c.state !== CONNECTING && c.state !== TIME_WAIT) sendRst(t, c);
+  finish(t, c, true);
 }

@@ -1,93 +1,35 @@
-// Reliability toward the guest: RTT estimation and the retransmission timer (RFC 6298),
-// congestion control with fast retransmit / NewReno fast recovery (RFC 5681, RFC 6582) using
-// the guest's SACK blocks to pick holes (RFC 2018, a small subset of RFC 6675), and the
-// persist timer that probes a zero window (RFC 9293 §3.8.6.1).
+// Reliability toward the guest: what ACKs and the retransmission timer do (RFC 6298; the
+// timer's arithmetic is rto.ts), congestion control with fast retransmit / NewReno fast
+// recovery (RFC 5681, RFC 6582) using the guest's SACK blocks to pick holes (RFC 2018, a
+// small subset of RFC 6675), tail loss probes (RFC 8985 §7), and the persist timer's probe
+// of a zero window (RFC 9293 §3.8.6.1).
 //
 // Retransmission never needs a copy of the data: a timeout rewinds sndNxt to sndUna and
 // SO_PEEK_OFF to 0 (go-back-N from the host socket's receive queue); a fast retransmit peeks
 // one segment at its offset.
 
-import { seqGe, seqGt, seqLt } from "./seq.ts";
-import { type Conn, SYN_RCVD, SYN_SENT, weMaySend } from "./conn.ts";
-import type { TcpStack } from "./stack.ts";
-import { pushData, retransmitAt, sendProbe, sendSyn, tsNow } from "./output.ts";
-import { resetConn } from "./forwarder.ts";
-
-export const MIN_RTO = 200;
-export const MAX_RTO = 60_000;
-export const INITIAL_RTO = 1000;
-/** Consecutive timeouts before the connection is given up (both sides get RST). */
-export const MAX_BACKOFF = 10;
-/** SYN / SYN-ACK retransmissions before giving up. */
-export const MAX_SYN_RETRIES = 5;
-const MAX_CWND = 64 << 20;
-
-/** Congestion state for a fresh connection (RFC 6928 initial window). */
-export function initCongestion(c: Conn): void {
-  c.cwnd = 10 * c.mss;
-  c.ssthresh = 0x7fffffff;
-  c.dupAcks = 0;
-  c.inRecovery = false;
-  c.nSacked = 0;
-}
-
-function timeout(c: Conn): number {
-  let ms = c.rto * (1 << (c.backoff < 16 ? c.backoff : 16));
-  if (ms > MAX_RTO) ms = MAX_RTO;
-  return ms;
-}
-
-/**
- * Delay for the retransmission timer. While no probe was sent for this flight it is a probe
- * timeout (RFC 8985 §7.2: 2*SRTT, more when a lone segment may sit in the guest's delayed-ACK
- * timer, at least 10 ms): outside recovery a tail loss probe, which turns a lost tail into
- * SACK information; in recovery a second go at the holes (a retransmission was lost and
- * nothing came back to tell). Else the RTO. Both save a 200 ms+ timeout on the local link.
- */
-function rtxDelay(c: Conn): number {
-  if (!c.probeDone && c.backoff === 0 && c.srtt > 0 && c.sackOk) {
-    c.probe = true;
-    let pto = 2 * c.srtt;
-    if (((c.sndMax - c.sndUna) | 0) <= c.mss) pto += 40; // a guest delayed ACK (Linux: 40 ms)
-    if (pto < 5) pto = 5;
-    return pto < c.rto ? pto : c.rto;
-  }
-  c.probe = false;
-  return timeout(c);
-}
-
-/** Arms the retransmission timer if something is in flight and it is not running. */
-export function armRtx(t: TcpStack, c: Conn): void {
-  if (c.persist) {
-    c.persist = false;
-    t.wheel.cancel(c.rtx);
-  }
-  if (!c.rtx.armed && c.sndNxt !== c.sndUna) t.wheel.arm(c.rtx, rtxDelay(c));
-}
-
-/** RFC 6298 §2: folds one RTT sample (ms) into srtt/rttvar and recomputes the RTO. */
-export function rttSample(c: Conn, r: number): void {
-  if (r < 0) return;
-  if (c.srtt === 0) {
-    c.srtt = r > 0 ? r : 0.5;
-    c.rttvar = r / 2;
-  } else {
-    const d = c.srtt > r ? c.srtt - r : r - c.srtt;
-    c.rttvar = 0.75 * c.rttvar + 0.25 * d;
-    c.srtt = 0.875 * c.srtt + 0.125 * r;
-  }
-  let rto = c.srtt + Math.max(1, 4 * c.rttvar);
-  if (rto < MIN_RTO) rto = MIN_RTO;
-  if (rto > MAX_RTO) rto = MAX_RTO;
-  c.rto = rto;
-}
+import { seqAdd, seqGe, seqGt, seqLt } from "./seq.ts";
+import { type Conn, SYN_RCVD, SYN_SENT } from "./conn.ts";
+import type { TcpEngine } from "./engine.ts";
+import { pushData, resetConn, retransmitAt, sendProbe, sendSyn, tsNow } from "./output.ts";
+import { rttSample, rtxDelay, timeout } from "./rto.ts";
+import {
+  DUP_THRESH,
+  MAX_BACKOFF,
+  MAX_BACKOFF_SHIFT,
+  MAX_CWND,
+  MAX_SYN_RETRIES,
+  RACK_RTT_FACTOR,
+  RACK_SLACK_MS,
+  SCOREBOARD_BLOCKS,
+} from "./tunables.ts";
 
 /**
  * The guest acknowledged `acked` new bytes (sndUna already advanced). tsEcr: the echoed
  * timestamp, or -1. Updates RTT, cwnd and recovery state, re-arms the timer, and sends
  * whatever NewReno wants retransmitted; the caller then calls pushData for new data.
  */
-export function onNewAck(t: TcpStack, c: Conn, acked: number, tsEcr: number): void {
+export function onNewAck(t: TcpEngine, c: Conn, acked: number, tsEcr: number): void {
   // RTT: from the timestamp echo (RFC 7323 §4.1), else from the one timed segment (Karn).
   if (c.tsOk && tsEcr > 0) rttSample(c, (tsNow(t) - tsEcr) | 0);
   else if (c.rttTime >= 0 && seqGe(c.sndUna, c.rttSeq)) {
@@ -125,7 +67,7 @@ export function onNewAck(t: TcpStack, c: Conn, acked: number, tsEcr: number): vo
 }
 
 /** A duplicate ACK (RFC 5681 §2 definition) arrived. */
-export function onDupAck(t: TcpStack, c: Conn): void {
+export function onDupAck(t: TcpEngine, c: Conn): void {
   c.dupAcks++;
   if (c.inRecovery) {
     c.cwnd += c.mss; // each dup ACK: one segment left the network
@@ -135,7 +77,7 @@ export function onDupAck(t: TcpStack, c: Conn): void {
     if (
       c.nSacked > 0 &&
       (seqGt(c.sacked[2 * c.nSacked - 1], c.rexmitMark) ||
-        t.now() - c.rexmitTime > 1.25 * c.srtt + 1)
+        t.now() - c.rexmitTime > RACK_RTT_FACTOR * c.srtt + RACK_SLACK_MS)
     ) {
       c.rexmitNxt = c.sndUna;
       c.rexmitMark = c.sndMax;
@@ -145,7 +87,7 @@ export function onDupAck(t: TcpStack, c: Conn): void {
   }
   // Lost: three dup ACKs (RFC 5681), or any SACK above sndUna: the guest's tap link does not
   // reorder, so a hole below SACKed data is a loss (RACK with a zero reordering window).
-  const lost = c.dupAcks >= 3 || c.nSacked > 0;
+  const lost = c.dupAcks >= DUP_THRESH || c.nSacked > 0;
   if (!lost) return;
   // RFC 6582 §4.1 (without SACK only): dup ACKs for data below the last recovery point
   // (after a timeout's go-back-N) likely come from our own unnecessary retransmissions.
@@ -157,7 +99,7 @@ export function onDupAck(t: TcpStack, c: Conn): void {
 }
 
 /** Fast retransmit and the start of fast recovery (RFC 5681 §3.2, RFC 6582 §3.2). */
-function enterRecovery(t: TcpStack, c: Conn): void {
+function enterRecovery(t: TcpEngine, c: Conn): void {
   const flight = (c.sndMax - c.sndUna) | 0;
   c.ssthresh = Math.max(flight >>> 1, 2 * c.mss);
   c.recover = c.sndMax;
@@ -177,8 +119,8 @@ function enterRecovery(t: TcpStack, c: Conn): void {
  * SACK information only the segment at sndUna goes (force, NewReno); with it, a hole is
  * retransmitted only if SACKed data lies above it (it is then presumed lost).
  */
-function retransmitHole(t: TcpStack, c: Conn, force: boolean): void {
-  let s = seqLt(c.rexmitNxt, c.sndUna) ? c.sndUna : c.rexmitNxt;
+function retransmitHole(t: TcpEngine, c: Conn, force: boolean): void {
+  let s: number = seqLt(c.rexmitNxt, c.sndUna) ? c.sndUna : c.rexmitNxt;
   // Without SACK information above it, one segment (NewReno); a hole below SACKed data is
   // lost as a whole and goes at once (one GSO frame when the tap takes them).
   let limit = c.mss;
@@ -201,7 +143,7 @@ function retransmitHole(t: TcpStack, c: Conn, force: boolean): void {
   }
   const n = retransmitAt(t, c, s, limit);
   if (n > 0) {
-    c.rexmitNxt = (s + n) >>> 0;
+    c.rexmitNxt = seqAdd(s, n);
     t.stats.retransmits++;
   }
 }
@@ -227,7 +169,7 @@ export function updateSacked(c: Conn, blocks: Uint32Array, n: number): boolean {
     sc[2 * k + 1] = r;
     k++;
   }
-  // Insertion sort by left edge, then merge overlaps; keep the lowest four.
+  // Insertion sort by left edge, then merge overlaps; keep the lowest SCOREBOARD_BLOCKS.
   for (let i = 1; i < k; i++) {
     const l = sc[2 * i], r = sc[2 * i + 1];
     let j = i - 1;
@@ -244,7 +186,7 @@ export function updateSacked(c: Conn, blocks: Uint32Array, n: number): boolean {
     const l = sc[2 * i], r = sc[2 * i + 1];
     if (m > 0 && !seqGt(l, c.sacked[2 * m - 1])) {
       if (seqGt(r, c.sacked[2 * m - 1])) c.sacked[2 * m - 1] = r;
-    } else if (m < 4) {
+    } else if (m < SCOREBOARD_BLOCKS) {
       c.sacked[2 * m] = l;
       c.sacked[2 * m + 1] = r;
       m++;
@@ -274,21 +216,8 @@ function pruneSacked(c: Conn): void {
   c.nSacked = m;
 }
 
-/**
- * Zero window with data waiting and nothing in flight: nothing will come back from the
- * guest on its own, so probe it (persist timer, backed off like the RTO, never gives up).
- */
-export function persistIfStalled(t: TcpStack, c: Conn): void {
-  if (c.sndWnd !== 0 || c.sndNxt !== c.sndUna || c.rtx.armed) return;
-  if (c.sock === null || c.hostEof || !weMaySend(c.state)) return;
-  const q = c.sock.inq();
-  if (q <= 0) return;
-  c.persist = true;
-  t.wheel.arm(c.rtx, timeout(c));
-}
-
 /** The retransmission timer fired. */
-export function rtxTimeout(t: TcpStack, c: Conn): void {
+export function rtxTimeout(t: TcpEngine, c: Conn): void {
   if (c.probe) {
     c.probe = false;
     c.probeDone = true;
@@ -298,12 +227,12 @@ export function rtxTimeout(t: TcpStack, c: Conn): void {
         // Nothing came back since the holes were retransmitted: send the first again.
         c.rexmitNxt = c.sndUna;
         retransmitHole(t, c, true);
-      } else if (c.finSent && c.sndNxt === ((c.finSeq + 1) >>> 0)) {
+      } else if (c.finSent && c.sndNxt === seqAdd(c.finSeq, 1)) {
         retransmitAt(t, c, c.finSeq, 1);
       } else {
         // The last segment sent goes again (RFC 8985 §7.3), so the guest SACKs it.
         const back = Math.min((c.sndNxt - c.sndUna) | 0, c.mss);
-        retransmitAt(t, c, (c.sndNxt - back) >>> 0, back);
+        retransmitAt(t, c, seqAdd(c.sndNxt, -back), back);
       }
     }
     t.wheel.arm(c.rtx, timeout(c));
@@ -313,7 +242,7 @@ export function rtxTimeout(t: TcpStack, c: Conn): void {
     // Zero-window probe: the guest answers with its current window.
     sendProbe(t, c);
     t.stats.windowProbes++;
-    if (c.backoff < 16) c.backoff++;
+    if (c.backoff < MAX_BACKOFF_SHIFT) c.backoff++;
     t.wheel.arm(c.rtx, timeout(c));
     return;
   }

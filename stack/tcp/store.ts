@@ -13,6 +13,7 @@
 // a segment is not kept: TCP retransmits it.
 
 import { seqDiff } from "./seq.ts";
+import { STORE_BUF_SIZE, STORE_BUFFERS, STORE_RANGES_MAX } from "./tunables.ts";
 
 /** Fixed-size buffers shared by all connections, bounded in number. */
 export class StorePool {
@@ -23,7 +24,7 @@ export class StorePool {
   /** Times a connection wanted a buffer and none was left. */
   exhausted = 0;
 
-  constructor(readonly bufSize = 256 * 1024, readonly maxBuffers = 64) {}
+  constructor(readonly bufSize = STORE_BUF_SIZE, readonly maxBuffers = STORE_BUFFERS) {}
 
   take(): Uint8Array | null {
     const b = this.#free.pop();
@@ -46,16 +47,13 @@ export class StorePool {
   }
 }
 
-/** Most disjoint byte ranges one connection keeps (RFC 2018 reports at most 4 anyway). */
-export const MAX_RANGES = 8;
-
 export class RecvStore {
   #buf: Uint8Array | null = null;
   /** Ring index of `base`. */
   #head = 0;
   /** Sorted, disjoint, non-touching [start, end) ranges, as offsets from `base`. */
-  readonly #starts = new Int32Array(MAX_RANGES);
-  readonly #ends = new Int32Array(MAX_RANGES);
+  readonly #starts = new Int32Array(STORE_RANGES_MAX);
+  readonly #ends = new Int32Array(STORE_RANGES_MAX);
   #n = 0;
   /** Offset of the most recently stored range's start (first SACK block, RFC 2018 §4). */
   #recent = -1;
@@ -81,11 +79,6 @@ export class RecvStore {
     let t = 0;
     for (let i = 0; i < this.#n; i++) t += this.#ends[i] - this.#starts[i];
     return t;
-  }
-
-  /** End offset of the highest range (0 when empty). */
-  get highest(): number {
-    return this.#n > 0 ? this.#ends[this.#n - 1] : 0;
   }
 
   /**
@@ -201,7 +194,7 @@ export class RecvStore {
     let j = i;
     while (j < this.#n && starts[j] <= e) j++; // ranges [i, j) touch [s, e)
     if (i === j) {
-      if (this.#n === MAX_RANGES) return false;
+      if (this.#n === STORE_RANGES_MAX) return false;
       for (let k = this.#n; k > i; k--) {
         starts[k] = starts[k - 1];
         ends[k] = ends[k - 1];

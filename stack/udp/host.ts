@@ -13,17 +13,14 @@
 
 import { EAGAIN, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH } from "../../ffi/errno.ts";
 import { SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, type UdpSocket } from "../../ffi/dgram.ts";
-import { formatIp } from "../wire/bytes.ts";
 import { emitIpv4 } from "../wire/ipv4.ts";
 import { emitIpv6 } from "../wire/ipv6.ts";
 import { emitUdp } from "../wire/udp.ts";
-import type { Fragmenter } from "../frag.ts";
-import type { Tx } from "../tx.ts";
-import type { FlowTarget } from "../outbound.ts";
-import { Flow } from "./flows.ts";
-
-export const EPOLLIN = 0x1;
-export const EPOLLERR = 0x8;
+import type { Fragmenter } from "../ip/frag.ts";
+import type { Tx } from "../link/tx.ts";
+import type { FlowTarget } from "../flow/outbound.ts";
+import { Flow } from "../flow/datagram.ts";
+import { addrPort, EPOLLERR, EPOLLIN } from "../base/names.ts";
 
 /** Datagrams read from one socket per readiness event (then others get their turn). */
 const RECV_BUDGET = 64;
@@ -170,14 +167,10 @@ export function sendUnreachable(
   if (tx.sendIp(family, from, f.guestAddr, family === 4 ? 1 : 58, len)) t.stats.icmpRelayed++;
 }
 
-function addrPort(family: 4 | 6, addr: Uint8Array, port: number): string {
-  return family === 4 ? `${formatIp(addr)}:${port}` : `[${formatIp(addr)}]:${port}`;
-}
-
 /** "udp://GUEST:PORT/HOSTLOCAL:PORT-HOSTREMOTE:PORT" (the TCP log's form). */
 export function flowLabel(f: UdpFlow): string {
-  const g = addrPort(f.family, f.guestAddr, f.guestPort);
-  return `udp://${g}/${f.hostLabel || addrPort(f.family, f.remoteAddr, f.remotePort)}`;
+  const g = addrPort(f.guestAddr, f.guestPort);
+  return `udp://${g}/${f.hostLabel || addrPort(f.remoteAddr, f.remotePort)}`;
 }
 
 /** Fills f.hostLabel from the socket (allocates: only when logging). */
@@ -185,9 +178,7 @@ export function labelHost(f: UdpFlow): void {
   const l = f.sock?.localAddress();
   if (l) {
     const r = f.redirect;
-    const to = r === null
-      ? addrPort(f.family, f.remoteAddr, f.remotePort)
-      : addrPort(r.family, r.addr, r.port);
-    f.hostLabel = `${addrPort(l.addr.length === 4 ? 4 : 6, l.addr, l.port)}-${to}`;
+    const to = r === null ? addrPort(f.remoteAddr, f.remotePort) : addrPort(r.addr, r.port);
+    f.hostLabel = `${addrPort(l.addr, l.port)}-${to}`;
   }
 }

@@ -41,6 +41,13 @@ export function bytesEqual(
   return true;
 }
 
+/** A 16-byte IPv4-mapped IPv6 address (::ffff:a.b.c.d). */
+export function isV4Mapped(a: Uint8Array, o = 0): boolean {
+  if (a.length - o < 16) return false;
+  for (let i = 0; i < 10; i++) if (a[o + i] !== 0) return false;
+  return a[o + 10] === 0xff && a[o + 11] === 0xff;
+}
+
 /** Two 6-byte MAC addresses are equal. */
 export function macEquals(a: Uint8Array, ao: number, b: Uint8Array, bo: number): boolean {
   return bytesEqual(a, ao, b, bo, 6);

@@ -1,0 +1,562 @@
+// Command line → one typed Config. Two forms, as the tools slirpd replaces take them:
+//
+//   slirpnetstack form:  slirpd --netns PATH [--interface tun0] [OPTIONS]
+//   slirp4netns form:    slirpd [OPTIONS] PID|PATH [TAPNAME]    (the tap, default tap0, is created)
+//
+// Flags are accepted with one or two dashes (Go's flag package, which slirpnetstack uses,
+// takes both). Errors are one line in Go's flag wording, so scripts written for
+// slirpnetstack see what they expect: `invalid value "X" for flag -mtu: REASON`.
+
+import { parseArgs } from "node:util";
+import { type FlagRules, parseRules, RuleError } from "../firewall/rules.ts";
+import { parseIp } from "../stack/wire/bytes.ts";
+import { type Cidr, CIDR4_MAX_LEN, CIDR6_MAX_LEN, parseCidr } from "../stack/base/netplan.ts";
+import { type ForwardSpec, parseForwardSpec, SpecError } from "../stack/forwards/spec.ts";
+
+export interface Config {
+  /** Path of the guest's network namespace (`/proc/PID/ns/net` or a bind mount). */
+  netns: string;
+  /** Tap device name inside the guest namespace. */
+  ifname: string;
+  /** Create the tap and configure the guest (lo up, addresses, routes). */
+  configure: boolean;
+  /** Create the tap if it does not exist (slirp4netns form always creates it). */
+  createTap: boolean;
+  mtu: number;
+  /** Use IFF_VNET_HDR and TSO/checksum offloads when the kernel offers them. */
+  vnetHdr: boolean;
+  readyFd: number | null;
+  quiet: boolean;
+  enableRouting: boolean;
+  enableHost: boolean;
+  /** Which command-line form was used; they differ in defaults (see README). */
+  form: "slirpnetstack" | "slirp4netns";
+  /** Milliseconds a host connect() may take before the guest gets RST. */
+  connectTimeoutMs: number;
+  /** Milliseconds a UDP flow may stay idle before its host socket is closed. */
+  udpTimeoutMs: number;
+  /** Most UDP flows at once (the one idle longest is evicted for a new one). */
+  maxUdpFlows: number;
+  /** --allow / --deny: one entry per flag occurrence (names resolved at start, daemon/run.ts). */
+  allow: FlagRules[];
+  deny: FlagRules[];
+  /** Never reach the host's 127.0.0.0/8 or ::1 (slirp4netns --disable-host-loopback). */
+  disableHostLoopback: boolean;
+  /** Host address for outgoing IPv4/IPv6 flows (--outbound-addr[6] IP|IFNAME, --source-ipv4/6). */
+  outbound4: Outbound | null;
+  outbound6: Outbound | null;
+  /** The guest networks (--cidr, --cidr6): addresses are network+2 (gateway), +3 (DNS), +100. */
+  cidr4: Cidr;
+  cidr6: Cidr;
+  /** The DNS forwarder at network+3 (off with --disable-dns). */
+  dns: boolean;
+  /** Where the DNS forwarder reads its upstream servers (--resolv-conf). */
+  resolvConf: string;
+  /** --exit-fd: stop (exit 0) when this inherited fd becomes readable or hangs up. */
+  exitFd: number | null;
+  /** --userns-path: the user namespace that must own the netns (checked at start). */
+  usernsPath: string | null;
+  /** --macaddress: the guest tap's MAC (6 bytes; with --configure). */
+  mac: Uint8Array | null;
+  /** slirp4netns flags accepted for compatibility whose work slirpd does not do (logged once). */
+  acceptedOnly: string[];
+  /** -L then -R, in the order given (stack/forwards/spec.ts; defaults filled in at start). */
+  forwards: ForwardSpec[];
+  /** --api-socket: slirp4netns' JSON API on this unix socket path. */
+  apiSocket: string | null;
+  /** --dns-ttl: how long a forward's resolved host name is used before a new lookup. */
+  dnsTtlMs: number;
+}
+
+/** A bind address: literal, or an interface whose address the daemon looks up at start. */
+export type Outbound = { addr: Uint8Array } | { ifname: string };
+
+export const MTU_MIN = 1280;
+export const MTU_MAX = 65521;
+
+/** A command-line error: printed as one line, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+interface FlagSpec {
+  type: "string" | "boolean";
+  help: string;
+  arg?: string;
+  short?: string;
+  default?: string | boolean;
+  /** Repeatable (each occurrence adds to a list). */
+  multiple?: boolean;
+}
+
+export const FLAGS: Record<string, FlagSpec> = {
+  "netns": {
+    type: "string",
+    arg: "PATH",
+    help: "guest network namespace, e.g. /proc/PID/ns/net",
+  },
+  "interface": {
+    type: "string",
+    arg: "NAME",
+    default: "tun0",
+    help: "tap device in the guest namespace",
+  },
+  "configure": {
+    type: "boolean",
+    short: "c",
+    help:
+      "create the tap and configure the guest: lo up, 10.0.2.100/24, fd00::100/64 (network+100 " +
+      "of --cidr/--cidr6), default routes",
+  },
+  "mtu": {
+    type: "string",
+    short: "m",
+    arg: "N",
+    default: "1500",
+    help: `MTU of the tap (${MTU_MIN}..${MTU_MAX})`,
+  },
+  "no-vnet-hdr": {
+    type: "boolean",
+    help: "do not use the virtio-net header (turns off checksum and TSO offloads)",
+  },
+  "ready-fd": {
+    type: "string",
+    short: "r",
+    arg: "FD",
+    help: 'write "1" to FD and close it when ready (slirp4netns)',
+  },
+  "enable-routing": {
+    type: "boolean",
+    help: "let the guest reach destinations outside this host (sanity block list still applies)",
+  },
+  "enable-host": {
+    type: "boolean",
+    help: "let the guest reach addresses of this host (sanity block list still applies)",
+  },
+  "connect-timeout": {
+    type: "string",
+    arg: "SECONDS",
+    default: "10",
+    help: "how long a host connect() may take before the guest gets RST",
+  },
+  "udp-timeout": {
+    type: "string",
+    arg: "SECONDS",
+    default: "120",
+    help: "idle time after which a UDP flow and its host socket are closed",
+  },
+  "max-udp-flows": {
+    type: "string",
+    arg: "N",
+    default: "4096",
+    help: "most UDP flows at once; the one idle longest is evicted for a new one",
+  },
+  "cidr": {
+    type: "string",
+    arg: "CIDR",
+    default: "10.0.2.0/24",
+    help: `guest IPv4 network, prefix length 1..${CIDR4_MAX_LEN}, host bits zero: ` +
+      "gateway .2, DNS .3, DHCP .15-.30, guest .100",
+  },
+  "cidr6": {
+    type: "string",
+    arg: "CIDR",
+    default: "fd00::/64",
+    help: `guest IPv6 network, prefix length 1..${CIDR6_MAX_LEN} (SLAAC needs 64), ` +
+      "host bits zero: gateway ::2, DNS ::3, guest ::100",
+  },
+  "disable-dns": {
+    type: "boolean",
+    help: "no DNS forwarder at network+3 (10.0.2.3, fd00::3); DHCP and RAs name no DNS",
+  },
+  "resolv-conf": {
+    type: "string",
+    arg: "PATH",
+    default: "/etc/resolv.conf",
+    help: "upstream nameservers of the DNS forwarder (re-read when the file changes)",
+  },
+  "allow": {
+    type: "string",
+    arg: "RULE",
+    multiple: true,
+    help: "allow flows to [tcp|udp|icmp|any://]HOST[:PORT[-PORT]] (HOST: IP, CIDR, [IPv6], name; " +
+      "comma-separated, repeatable; opens even the sanity block list)",
+  },
+  "deny": {
+    type: "string",
+    arg: "RULE",
+    multiple: true,
+    help: "deny flows to RULE (same syntax as --allow; beats --allow)",
+  },
+  "disable-host-loopback": {
+    type: "boolean",
+    help: "never reach the host's loopback (127.0.0.0/8, ::1), whatever --allow says",
+  },
+  "outbound-addr": {
+    type: "string",
+    arg: "IP|IFNAME",
+    help: "host IPv4 address (or the interface whose address) outgoing IPv4 flows come from",
+  },
+  "outbound-addr6": {
+    type: "string",
+    arg: "IP|IFNAME",
+    help: "host IPv6 address (or the interface whose address) outgoing IPv6 flows come from",
+  },
+  "source-ipv4": {
+    type: "string",
+    arg: "IP",
+    help: "source IPv4 address of outgoing flows (slirpnetstack's name for --outbound-addr)",
+  },
+  "source-ipv6": {
+    type: "string",
+    arg: "IP",
+    help: "source IPv6 address of outgoing flows (slirpnetstack's name for --outbound-addr6)",
+  },
+  // slirp4netns' flags (its command-line form: slirpd [OPTIONS] PID|PATH [TAPNAME]).
+  "netns-type": {
+    type: "string",
+    arg: "pid|path",
+    help: "slirp4netns form: the first argument is a PID or a netns path (default: a number " +
+      "is a PID)",
+  },
+  "userns-path": {
+    type: "string",
+    arg: "PATH",
+    help: "the user namespace owning the netns; slirpd finds it itself and checks that it matches",
+  },
+  "exit-fd": {
+    type: "string",
+    short: "e",
+    arg: "FD",
+    help: "exit (code 0) when FD becomes readable or its other end is closed (slirp4netns)",
+  },
+  "macaddress": {
+    type: "string",
+    arg: "MAC",
+    help: "MAC address of the guest's tap (only with --configure)",
+  },
+  "enable-ipv6": {
+    type: "boolean",
+    short: "6",
+    help: "accepted for slirp4netns: slirpd always serves IPv6",
+  },
+  "enable-sandbox": {
+    type: "boolean",
+    help: "accepted for slirp4netns; no mount-namespace sandbox is made (see README)",
+  },
+  "enable-seccomp": {
+    type: "boolean",
+    help: "accepted for slirp4netns; no seccomp filter is installed (see README)",
+  },
+  "local-fwd": {
+    type: "string",
+    short: "L",
+    arg: "[PROTO://]SPEC",
+    multiple: true,
+    help: "forward a host port into the guest (repeatable); PROTO tcp, udp or tcppp (PROXY " +
+      "protocol clients); SPEC [BINDIP:]BINDPORT[:TARGETIP:TARGETPORT], default bind " +
+      "127.0.0.1 (::1), target the guest; bind port 0 picks a free one",
+  },
+  "remote-fwd": {
+    type: "string",
+    short: "R",
+    arg: "[PROTO://]SPEC",
+    multiple: true,
+    help: "forward guest flows to BINDIP:BINDPORT (any address; default the gateway) to a " +
+      "host target (default 127.0.0.1 / ::1), whatever the firewall says; PROTO tcp or udp",
+  },
+  "dns-ttl": {
+    type: "string",
+    arg: "DURATION",
+    default: "5s",
+    help: "how long a host name in -L/-R is used before it is looked up again (5s, 1m, 500ms)",
+  },
+  "api-socket": {
+    type: "string",
+    short: "a",
+    arg: "PATH",
+    help: "serve slirp4netns' JSON API (add_hostfwd, list_hostfwd, remove_hostfwd) on this " +
+      "unix socket",
+  },
+  "quiet": { type: "boolean", short: "q", help: "do not log connections" },
+  "help": { type: "boolean", short: "h", help: "show this help" },
+};
+
+export function helpText(): string {
+  const lines = [
+    "slirpd: user-mode networking for network namespaces",
+    "",
+    "usage: slirpd --netns PATH [--interface NAME] [OPTIONS]      (slirpnetstack form)",
+    "       slirpd [OPTIONS] PID|PATH [TAPNAME]                    (slirp4netns form)",
+    "",
+    "options:",
+  ];
+  for (const [name, f] of Object.entries(FLAGS)) {
+    const left = `  ${f.short ? `-${f.short}, ` : "    "}--${name}${f.arg ? ` ${f.arg}` : ""}`;
+    const def = f.default !== undefined && f.type === "string" ? ` (default ${f.default})` : "";
+    lines.push(`${left.padEnd(34)} ${f.help}${def}`);
+  }
+  return lines.join("\n");
+}
+
+function invalid(flag: string, value: string, reason: string): UsageError {
+  return new UsageError(
+    `invalid value "${value}" for flag -${flag}: ${reason}`,
+  );
+}
+
+function intFlag(
+  flag: string,
+  value: string,
+  min: number,
+  max: number,
+): number {
+  if (!/^[0-9]+$/.test(value)) throw invalid(flag, value, "not a whole number");
+  const n = Number(value);
+  if (n < min || n > max) {
+    throw invalid(flag, value, `must be between ${min} and ${max}`);
+  }
+  return n;
+}
+
+function cidrFlag(flag: string, value: string, family: 4 | 6): Cidr {
+  const c = parseCidr(value, family);
+  if (typeof c === "string") throw invalid(flag, value, c);
+  return c;
+}
+
+function nonEmpty(flag: string, value: string): string {
+  if (value === "") throw invalid(flag, value, "must not be empty");
+  return value;
+}
+
+function ruleFlag(flag: string, values: string[] | undefined): FlagRules[] {
+  return (values ?? []).map((value) => {
+    try {
+      return { flag, value, specs: parseRules(value) };
+    } catch (e) {
+      if (e instanceof RuleError) throw invalid(flag, value, e.message);
+      throw e;
+    }
+  });
+}
+
+/** --outbound-addr[6] (IP or interface) and --source-ipv4/6 (IP): one bind address a family. */
+function outboundFlag(
+  v: Record<string, unknown>,
+  family: 4 | 6,
+  addrFlag: string,
+  sourceFlag: string,
+): Outbound | null {
+  const size = family === 4 ? 4 : 16;
+  const out = v[addrFlag] as string | undefined;
+  const src = v[sourceFlag] as string | undefined;
+  if (out !== undefined && src !== undefined) {
+    throw invalid(sourceFlag, src, `-${addrFlag} is given too (they set the same address)`);
+  }
+  if (src !== undefined) {
+    const ip = parseIp(src);
+    if (!ip || ip.length !== size) throw invalid(sourceFlag, src, `not an IPv${family} address`);
+    return { addr: ip };
+  }
+  if (out === undefined) return null;
+  const ip = parseIp(out);
+  if (ip && ip.length === size) return { addr: ip };
+  if (
+    ip === null && /^[A-Za-z0-9_.:-]{1,15}$/.test(out) && !out.includes(":") && out !== "." &&
+    out !== ".." && !/^[0-9.]+$/.test(out)
+  ) {
+    return { ifname: out };
+  }
+  throw invalid(addrFlag, out, `has to be a valid IPv${family} address or interface name`);
+}
+
+/** slirp4netns' PID|PATH argument under --netns-type (absent: a number is a PID). */
+function netnsTarget(type: string | undefined, arg: string): string {
+  const pid = /^[0-9]+$/.test(arg);
+  if (type === "path") return arg;
+  if (type === "pid") {
+    if (!pid) throw new UsageError(`expected a PID with --netns-type=pid, got "${arg}"`);
+    return `/proc/${arg}/ns/net`;
+  }
+  if (type !== undefined) throw invalid("netns-type", type, 'must be "pid" or "path"');
+  return pid ? `/proc/${arg}/ns/net` : arg;
+}
+
+/** --macaddress: a unicast MAC, only with --configure (as slirp4netns). */
+function macFlag(value: string | undefined, configure: boolean): Uint8Array | null {
+  if (value === undefined) return null;
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(value)) {
+    throw invalid("macaddress", value, "not a MAC address (6 hex bytes separated by ':')");
+  }
+  const mac = Uint8Array.from(value.split(":").map((h) => parseInt(h, 16)));
+  if (mac[0] & 1) throw invalid("macaddress", value, "a multicast address");
+  if (mac.every((b) => b === 0)) throw invalid("macaddress", value, "the zero address");
+  if (!configure) throw invalid("macaddress", value, "only valid with --configure");
+  return mac;
+}
+
+/** -L / -R values (Go's flag names in messages: `invalid value "X" for flag -L: ...`). */
+function forwardFlag(flag: "L" | "R", values: unknown): ForwardSpec[] {
+  return ((values ?? []) as string[]).map((value) => {
+    try {
+      return parseForwardSpec(flag === "L" ? "local" : "remote", value);
+    } catch (e) {
+      if (e instanceof SpecError) throw invalid(flag, value, e.message);
+      throw e;
+    }
+  });
+}
+
+/** A Go duration ("5s", "1m30s", "500ms") or plain seconds, in ms. */
+function durationFlag(flag: string, value: string): number {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  if (/^[0-9]+(\.[0-9]+)?$/.test(value)) return Number(value) * 1000;
+  const re = /([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/gy;
+  let ms = 0, end = 0;
+  for (let m = re.exec(value); m !== null; m = re.exec(value)) {
+    ms += Number(m[1]) * units[m[2]];
+    end = re.lastIndex;
+  }
+  if (end === 0 || end !== value.length) {
+    throw invalid(flag, value, "not a duration like 5s, 1m30s or 500ms");
+  }
+  return ms;
+}
+
+/** Go's flag package takes `-flag`; node's parseArgs wants `--flag`. */
+function normalize(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--") {
+      out.push(...argv.slice(i));
+      break;
+    }
+    out.push(/^-[a-z][a-z0-9-]+(=.*)?$/i.test(a) ? "-" + a : a);
+  }
+  return out;
+}
+
+/** The result of parsing: a Config to run, or a request for help. */
+export type ParseResult = { help: true } | { help: false; config: Config };
+
+export function parseConfig(argv: string[]): ParseResult {
+  const options: Record<
+    string,
+    { type: "string" | "boolean"; short?: string; multiple?: boolean }
+  > = {};
+  for (const [name, f] of Object.entries(FLAGS)) {
+    options[name] = f.short ? { type: f.type, short: f.short } : { type: f.type };
+    if (f.multiple) options[name].multiple = true;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: normalize(argv),
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    throw new UsageError(describeParseError(e));
+  }
+  const v = parsed.values as Record<string, string | boolean | string[] | undefined>;
+  if (v.help) return { help: true };
+  const str = (k: string) => (v[k] as string | undefined) ?? (FLAGS[k].default as string);
+
+  const pos = parsed.positionals;
+  let netns = v.netns as string | undefined;
+  let ifname = str("interface");
+  let form: Config["form"] = "slirpnetstack";
+  if (pos.length > 0) {
+    if (netns !== undefined) {
+      throw new UsageError(`unexpected argument "${pos[0]}": --netns is given`);
+    }
+    if (pos.length > 2) {
+      throw new UsageError(
+        `expected PID|PATH [TAPNAME] (slirp4netns form), got ${pos.length} argument(s): ${
+          pos.join(" ")
+        }`,
+      );
+    }
+    form = "slirp4netns";
+    netns = netnsTarget(v["netns-type"] as string | undefined, pos[0]);
+    ifname = pos[1] ?? "tap0"; // slirp4netns' default
+  } else netnsTarget(v["netns-type"] as string | undefined, "0"); // checks the value only
+  if (netns === undefined || netns === "") {
+    throw new UsageError(
+      "missing --netns PATH (or PID|PATH TAPNAME); see --help",
+    );
+  }
+  if (
+    !/^[A-Za-z0-9_.:-]{1,15}$/.test(ifname) || ifname === "." || ifname === ".."
+  ) {
+    throw invalid(
+      "interface",
+      ifname,
+      "not a valid interface name (1-15 characters)",
+    );
+  }
+  const readyRaw = v["ready-fd"] as string | undefined;
+  const exitRaw = v["exit-fd"] as string | undefined;
+  const configure = Boolean(v.configure);
+  return {
+    help: false,
+    config: {
+      netns,
+      ifname,
+      configure,
+      createTap: configure || form === "slirp4netns",
+      mtu: intFlag("mtu", str("mtu"), MTU_MIN, MTU_MAX),
+      vnetHdr: !v["no-vnet-hdr"],
+      readyFd: readyRaw === undefined ? null : intFlag("ready-fd", readyRaw, 0, 1 << 20),
+      quiet: Boolean(v.quiet),
+      enableRouting: Boolean(v["enable-routing"]),
+      enableHost: Boolean(v["enable-host"]),
+      form,
+      connectTimeoutMs: intFlag("connect-timeout", str("connect-timeout"), 1, 3600) * 1000,
+      udpTimeoutMs: intFlag("udp-timeout", str("udp-timeout"), 1, 86400) * 1000,
+      maxUdpFlows: intFlag("max-udp-flows", str("max-udp-flows"), 1, 1 << 20),
+      allow: ruleFlag("allow", v.allow as string[] | undefined),
+      deny: ruleFlag("deny", v.deny as string[] | undefined),
+      disableHostLoopback: Boolean(v["disable-host-loopback"]),
+      outbound4: outboundFlag(v, 4, "outbound-addr", "source-ipv4"),
+      outbound6: outboundFlag(v, 6, "outbound-addr6", "source-ipv6"),
+      cidr4: cidrFlag("cidr", str("cidr"), 4),
+      cidr6: cidrFlag("cidr6", str("cidr6"), 6),
+      dns: !v["disable-dns"],
+      resolvConf: nonEmpty("resolv-conf", str("resolv-conf")),
+      exitFd: exitRaw === undefined ? null : intFlag("exit-fd", exitRaw, 0, 1 << 20),
+      usernsPath: v["userns-path"] === undefined
+        ? null
+        : nonEmpty("userns-path", v["userns-path"] as string),
+      mac: macFlag(v.macaddress as string | undefined, configure),
+      acceptedOnly: ["enable-sandbox", "enable-seccomp"].filter((k) => v[k]),
+      forwards: [...forwardFlag("L", v["local-fwd"]), ...forwardFlag("R", v["remote-fwd"])],
+      apiSocket: v["api-socket"] === undefined
+        ? null
+        : nonEmpty("api-socket", v["api-socket"] as string),
+      dnsTtlMs: durationFlag("dns-ttl", str("dns-ttl")),
+    },
+  };
+}
+
+function describeParseError(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  // node's messages are long and multi-line; keep one line naming the flag.
+  const unknown = msg.match(/Unknown option '([^']+)'/);
+  if (unknown) return `flag provided but not defined: ${unknown[1]}`;
+  const needs = msg.match(
+    /Option '(?:-\w, )?(--[\w-]+) <value>' argument missing/,
+  );
+  if (needs) return `flag needs an argument: ${needs[1]}`;
+  const noValue = msg.match(
+    /Option '(?:-\w, )?(--[\w-]+)' does not take an argument/,
+  );
+  if (noValue) return `flag does not take a value: ${noValue[1]}`;
+  return msg.split("\n")[0];
+}

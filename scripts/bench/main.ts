@@ -1,0 +1,379 @@
+// `deno task bench`: slirpd against slirp4netns and pasta, side by side, in one run.
+//
+//   deno run --allow-all scripts/bench/main.ts [--runs N] [--quick] [--only slirpd,pasta]
+//                                         [--mtu 1500,65520] [--out FILE] [--budget SECONDS]
+//
+// Per tool × MTU ("cell"), all made fresh and torn down afterwards:
+//   - an isolated host namespace (tests/support/harness.ts makeHostNet: 192.0.2.1 on a veth to a peer
+//     namespace, no route anywhere else) where the tool, the iperf3 server and a TCP echo
+//     server run, and a fresh guest namespace the tool is attached to (how each tool is
+//     started, and why that is a fair comparison: scripts/bench/tools.ts);
+//   - iperf3 -J guest→host and host→guest (-R) to 192.0.2.1, `-t 5` (`--quick`: 2), each run
+//     under a process timeout: receiver Gbit/s and the sender's retransmits; a run counts only
+//     if the bytes crossed the guest's tap (interface counters), i.e. went through the tool;
+//   - the tool's VmHWM from /proc/PID/status right after the iperf3 runs (peak RSS), and its
+//     VmRSS just after start;
+//   - TCP_RR: 2000 1-byte round trips on one connection (p50/p99 µs), TCP_CRR: connect, 1-byte
+//     echo, close, for 3 s (conn/s); both by scripts/bench/probe.ts (Deno) in the guest against
+//     its echo server in the host namespace.
+// Traffic goes only between the namespaces the bench made. A tool that is not installed gets
+// "not installed" cells; a tool that fails (slirpd while its TCP is being written) gets
+// "fail[n]" cells with the reason underneath; neither stops the bench.
+//
+// pasta's guest→host rate swings a lot between runs here (0.3..8 Gbit/s, with ~1000s of
+// retransmits at MTU 1500): use `--runs 3` or more (medians) before reading much into a ratio.
+//
+// Output: one table on stdout (progress goes to stderr), and the same as JSON in
+// bench-results/latest.json with the date, machine, and tool versions. Ctrl-C, SIGTERM and the
+// time budget all tear down every namespace and process made so far and still print what was
+// measured.
+
+import { parseArgs } from "node:util";
+import { makeHostNet, makeNetns } from "../../tests/support/harness.ts";
+import {
+  aggregate,
+  cellKey,
+  type MetricKey,
+  METRICS,
+  ratiosJson,
+  REFERENCE,
+  renderTable,
+  type Results,
+  resultsJson,
+  type Value,
+} from "./report.ts";
+import { checkTcp, crr, fail, iperf, rr, rssMiB, type Sample, startEcho } from "./measure.ts";
+import {
+  guestIf,
+  startTool,
+  toolCommand,
+  type ToolName,
+  TOOLS,
+  unavailable,
+  versions,
+} from "./tools.ts";
+
+const REPO = new URL("../..", import.meta.url).pathname;
+
+interface Options {
+  runs: number;
+  seconds: number;
+  crrMs: number;
+  rrN: number;
+  tools: ToolName[];
+  mtus: number[];
+  out: string;
+  budgetS: number;
+}
+
+const USAGE = `usage: deno task bench [--runs N] [--quick] [--only slirpd|slirp4netns|pasta[,...]]
+                       [--mtu 1500,65520] [--out FILE] [--budget SECONDS]`;
+
+function parseOptions(argv: string[]): Options {
+  const bad = (msg: string): never => {
+    console.error(`bench: ${msg}\n${USAGE}`);
+    Deno.exit(2);
+  };
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        runs: { type: "string", default: "1" },
+        quick: { type: "boolean", default: false },
+        only: { type: "string", multiple: true },
+        mtu: { type: "string", default: "1500,65520" },
+        out: { type: "string", default: `${REPO}bench-results/latest.json` },
+        budget: { type: "string", default: "1200" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+    });
+  } catch (e) {
+    return bad(e instanceof Error ? e.message : String(e));
+  }
+  const values = parsed.values;
+  if (values.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1 || runs > 20) bad(`--runs: 1..20, got ${values.runs}`);
+  const mtus = values.mtu.split(",").map((s) => Number(s.trim()));
+  for (const m of mtus) if (!Number.isInteger(m) || m < 1280 || m > 65520) bad(`--mtu: ${m}`);
+  const only = (values.only ?? []).flatMap((s) => s.split(",")).map((s) => s.trim());
+  for (const t of only) if (!TOOLS.includes(t as ToolName)) bad(`--only: unknown tool ${t}`);
+  const budgetS = Number(values.budget);
+  if (!(budgetS > 0)) bad(`--budget: ${values.budget}`);
+  return {
+    runs,
+    seconds: values.quick ? 2 : 5,
+    crrMs: values.quick ? 2_000 : 3_000,
+    rrN: 2_000,
+    tools: only.length ? TOOLS.filter((t) => only.includes(t)) : TOOLS,
+    mtus,
+    out: values.out,
+    budgetS,
+  };
+}
+
+// ------------------------------------------------------------------------- cleanup on exit
+
+/** Disposables of the cell being measured, newest first; also disposed on a signal. */
+class Scope {
+  #items: AsyncDisposable[] = [];
+  add<T extends AsyncDisposable>(x: T): T {
+    this.#items.push(x);
+    // Made while an abort was tearing things down: do not let it outlive the bench.
+    if (aborting) throw new Error(`aborted: ${aborting}`);
+    return x;
+  }
+  async dispose(): Promise<void> {
+    for (const x of this.#items.splice(0).reverse()) {
+      try {
+        await x[Symbol.asyncDispose]();
+      } catch (e) {
+        console.error(`bench: cleanup: ${e instanceof Error ? e.message : e}`);
+      }
+    }
+  }
+}
+
+const live = new Set<Scope>();
+/** The exact command line each tool ran with, per cell (for the JSON record). */
+const commands: Record<string, string> = {};
+let aborting: string | null = null;
+
+// ------------------------------------------------------------------------------- one cell
+
+const log = (s: string) => console.error(`bench: ${s}`);
+
+/** Measures one tool at one MTU; every metric ends up as a list of samples. */
+async function benchCell(
+  tool: ToolName,
+  mtu: number,
+  opt: Options,
+  samples: Map<MetricKey, Sample[]>,
+): Promise<Map<MetricKey, Sample[]>> {
+  // After an abort, clients fail because their namespaces are gone: not the tool's fault.
+  const put = (k: MetricKey, s: Sample) => aborting || samples.get(k)!.push(s);
+  const failAll = (reason: string, except: MetricKey[] = []) => {
+    for (const m of METRICS) if (!except.includes(m.key)) put(m.key, fail(reason));
+  };
+  const scope = new Scope();
+  live.add(scope);
+  try {
+    const net = scope.add(await makeHostNet());
+    // Labels of our own (the harness names host/remote alike for everyone): bslirpd, bs4n, bpasta.
+    const label = { slirpd: "bslirpd", slirp4netns: "bs4n", pasta: "bpasta" }[tool];
+    const guest = scope.add(await makeNetns(label));
+    scope.add(await startEcho(net.host));
+    const argv = (await toolCommand(tool, net, guest, mtu)).join(" ");
+    commands[`${tool}@${mtu}`] = `nsenter --net=${net.host.path} -- ${argv}`;
+    log(`${tool} mtu ${mtu}: ${argv}`);
+    let proc;
+    try {
+      proc = scope.add(await startTool(tool, net, guest, mtu));
+    } catch (e) {
+      failAll(`${tool} did not start: ${e instanceof Error ? e.message : e}`);
+      return samples;
+    }
+    put("rssIdle", rssMiB(proc.pid, "VmRSS"));
+    const dead = () =>
+      proc.alive() ? null : `${tool} exited: ${proc.output().split("\n").slice(-3).join(" ")}`;
+    // A failure after the tool died is the tool's death, whatever the client saw.
+    const blame = (s: Sample): Sample => {
+      const gone = s.ok ? null : dead();
+      return gone ? fail(gone) : s;
+    };
+    const broken = await checkTcp(guest) ?? dead();
+    if (broken) {
+      log(`${tool} mtu ${mtu}: ${broken}`);
+      failAll(broken, ["rssIdle"]);
+      return samples;
+    }
+    for (let i = 0; i < opt.runs && !aborting; i++) {
+      for (const reverse of [false, true]) {
+        const r = await iperf(net.host, guest, guestIf(tool), opt.seconds, reverse);
+        put(reverse ? "h2g" : "g2h", blame(r.gbps));
+        put(reverse ? "h2gRetr" : "g2hRetr", blame(r.retransmits));
+        const dirn = reverse ? "h→g" : "g→h";
+        const got = `${show(r.gbps, "Gbit/s")}, retr ${show(r.retransmits, "")}`;
+        log(`${tool} mtu ${mtu} ${dirn} run ${i + 1}: ${got}`);
+      }
+    }
+    put("rssPeak", dead() ? fail(dead()!) : rssMiB(proc.pid, "VmHWM"));
+    for (let i = 0; i < opt.runs && !aborting; i++) {
+      const r = await rr(guest, opt.rrN, 10_000);
+      put("rrP50", blame(r.p50));
+      put("rrP99", blame(r.p99));
+      const c = blame(await crr(guest, opt.crrMs));
+      put("crr", c);
+      log(
+        `${tool} mtu ${mtu} rr run ${i + 1}: p50 ${show(r.p50, "µs")} p99 ${show(r.p99, "µs")}, ` +
+          `crr ${show(c, "conn/s")}`,
+      );
+    }
+    return samples;
+  } catch (e) {
+    // Setting up the namespaces or the echo server failed: the bench's fault, not the tool's.
+    failAll(`bench setup: ${e instanceof Error ? e.message : e}`);
+    return samples;
+  } finally {
+    await scope.dispose();
+    live.delete(scope);
+  }
+}
+
+function show(s: Sample, unit: string): string {
+  return s.ok ? `${s.value}${unit ? " " + unit : ""}` : `FAIL (${s.reason})`;
+}
+
+// ------------------------------------------------------------------------------- machine
+
+function machine(): Record<string, string | number> {
+  let cpu = "unknown";
+  try {
+    cpu = Deno.readTextFileSync("/proc/cpuinfo").match(/^model name\s*:\s*(.*)$/m)?.[1] ?? cpu;
+  } catch { /* not Linux? the bench would not get here */ }
+  return {
+    nproc: navigator.hardwareConcurrency,
+    kernel: Deno.osRelease(),
+    cpu,
+    hostname: Deno.hostname(),
+  };
+}
+
+// ---------------------------------------------------------------------------------- main
+
+const opt = parseOptions(Deno.args);
+if (Deno.uid() !== 0) {
+  console.error("bench: needs root (it makes network namespaces)");
+  Deno.exit(1);
+}
+const started = Date.now();
+const results: Results = new Map();
+for (const t of opt.tools) results.set(t, new Map());
+const record = (t: ToolName, k: string, v: Value) => results.get(t)!.set(k, v);
+
+function recordCell(tool: ToolName, mtu: number, samples: Map<MetricKey, Sample[]>) {
+  for (const [k, s] of samples) {
+    if (s.length) record(tool, cellKey(k, mtu), aggregate(s));
+  }
+}
+/** The cell being measured, so an abort can still report what it had. */
+let partial: { tool: ToolName; mtu: number; samples: Map<MetricKey, Sample[]> } | null = null;
+
+let finished = false;
+let current: Promise<unknown> = Promise.resolve();
+/** The firewall's decision rate at 0..10k rules (scripts/bench/firewall.ts, its own process). */
+async function firewallBench(): Promise<Record<string, unknown>[] | string> {
+  const script = new URL("./firewall.ts", import.meta.url).pathname;
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--v8-flags=--expose-gc", script, "--json"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) return `failed: ${new TextDecoder().decode(out.stderr).trim()}`;
+    return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "[]");
+  } catch (e) {
+    return `failed: ${e instanceof Error ? e.message : e}`;
+  }
+}
+
+async function finish(note: string | null): Promise<void> {
+  if (finished) return;
+  finished = true;
+  const elapsed = (Date.now() - started) / 1000;
+  const input = { tools: opt.tools, mtus: opt.mtus, results };
+  const table = renderTable(input);
+  console.log(
+    `\nslirpd bench — ${new Date().toISOString()}, iperf3 -t ${opt.seconds}, runs ${opt.runs}`,
+  );
+  console.log(table);
+  const firewall = await firewallBench();
+  console.log("\nfirewall decisions (one new flow each):");
+  if (typeof firewall === "string") console.log(`  ${firewall}`);
+  else {
+    console.log("  rules   decisions/s   ns each   vs linear scan");
+    for (const r of firewall) {
+      console.log(
+        `  ${String(r["rules"]).padStart(5)}  ${String(r["decisions/s"]).padStart(12)}  ${
+          String(r["ns/decision"]).padStart(8)
+        }   ${r["speedup"]}x`,
+      );
+    }
+  }
+  console.log(`\nelapsed ${elapsed.toFixed(1)} s${note ? ` (${note})` : ""}`);
+  const json = {
+    date: new Date(started).toISOString(),
+    elapsedSeconds: Math.round(elapsed * 10) / 10,
+    ...(note ? { incomplete: note } : {}),
+    machine: machine(),
+    versions: await versions(opt.tools),
+    options: { ...opt, out: undefined },
+    commands,
+    results: resultsJson(results),
+    ratios: ratiosJson(input),
+    reference: REFERENCE,
+    firewall,
+    table,
+  };
+  try {
+    Deno.mkdirSync(new URL(".", `file://${opt.out}`).pathname, { recursive: true });
+    Deno.writeTextFileSync(opt.out, JSON.stringify(json, null, 2) + "\n");
+    console.log(`wrote ${opt.out}`);
+  } catch (e) {
+    console.error(`bench: could not write ${opt.out}: ${e instanceof Error ? e.message : e}`);
+  }
+}
+
+/** Ctrl-C, SIGTERM or the time budget: tear everything down, report what we have, exit. */
+async function abort(why: string, code: number): Promise<void> {
+  if (aborting) return;
+  aborting = why;
+  if (partial) recordCell(partial.tool, partial.mtu, partial.samples);
+  log(`${why}: cleaning up`);
+  await Promise.all([...live].map((s) => s.dispose()));
+  await finish(`stopped early: ${why}`);
+  // A cell that was making a namespace at that moment adds it to its scope and then throws
+  // (Scope.add); give it a moment to get there, and dispose whatever is left.
+  await Promise.race([current, new Promise((r) => setTimeout(r, 3_000))]);
+  await Promise.all([...live].map((s) => s.dispose()));
+  Deno.exit(code);
+}
+const onInt = () => abort("interrupted (SIGINT)", 130);
+const onTerm = () => abort("terminated (SIGTERM)", 143);
+Deno.addSignalListener("SIGINT", onInt);
+Deno.addSignalListener("SIGTERM", onTerm);
+const budgetTimer = setTimeout(
+  () => abort(`time budget of ${opt.budgetS} s used up`, 124),
+  opt.budgetS * 1000,
+);
+
+// MTU outermost, so the tools at one MTU are measured close together in time.
+for (const mtu of opt.mtus) {
+  for (const tool of opt.tools) {
+    if (aborting) break;
+    const why = unavailable(tool);
+    if (why) {
+      for (const m of METRICS) record(tool, cellKey(m.key, mtu), { kind: "none", reason: why });
+      continue;
+    }
+    const samples = new Map<MetricKey, Sample[]>(METRICS.map((m) => [m.key, []]));
+    partial = { tool, mtu, samples };
+    const cell = benchCell(tool, mtu, opt, samples);
+    current = cell;
+    await cell;
+    if (aborting) break;
+    recordCell(tool, mtu, samples);
+    partial = null;
+  }
+}
+if (!aborting) {
+  clearTimeout(budgetTimer);
+  Deno.removeSignalListener("SIGINT", onInt);
+  Deno.removeSignalListener("SIGTERM", onTerm);
+  await finish(null);
+}

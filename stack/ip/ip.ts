@@ -1,0 +1,124 @@
+// The network layer: validate IPv4/IPv6 packets from the guest, fill the reused PacketMeta and
+// hand the packet to its transport. slirpd terminates everything it accepts (it is the far
+// end of every flow), so there is no forwarding here and TTLs are not decremented.
+
+import { Ipv4View } from "../wire/ipv4.ts";
+import { Ipv6View } from "../wire/ipv6.ts";
+import type { Counters } from "../base/counters.ts";
+import { PacketMeta } from "./meta.ts";
+import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP } from "../base/names.ts";
+
+/** A transport protocol's entry point; `m` is valid only during the call. */
+export interface Transport {
+  input(m: PacketMeta): void;
+}
+
+export interface Transports {
+  icmp4?: Transport;
+  icmp6?: Transport;
+  tcp?: Transport;
+  udp?: Transport;
+}
+
+/** Takes IP fragments (stack/ip/reasm.ts); whole packets come back through `reassembled`. */
+export interface FragmentSink {
+  input4(v: Ipv4View): void;
+  input6(v: Ipv6View): void;
+}
+
+export class Ip {
+  readonly meta = new PacketMeta();
+  /** Reassembly; without it fragments are dropped (counted). */
+  reasm?: FragmentSink;
+  readonly #v4 = new Ipv4View();
+  readonly #v6 = new Ipv6View();
+  /** Set per frame by the stack from the virtio-net header. */
+  csumTrusted = false;
+  gsoSize = 0;
+
+  constructor(
+    private readonly counters: Counters,
+    private readonly transports: Transports,
+  ) {}
+
+  input4(b: Uint8Array, o: number, n: number): void {
+    const ip = this.#v4;
+    if (!ip.parse(b, o, n)) {
+      this.counters.dropMalformedIp++;
+      return;
+    }
+    if (!ip.verifyChecksum()) {
+      this.counters.dropBadIpChecksum++;
+      return;
+    }
+    if (ip.isFragment) {
+      if (this.reasm) this.reasm.input4(ip);
+      else this.counters.dropFragment++;
+      return;
+    }
+    const m = this.meta;
+    m.family = 4;
+    m.b = b;
+    m.ipOff = o;
+    m.srcOff = ip.srcOffset;
+    m.dstOff = ip.dstOffset;
+    m.proto = ip.protocol;
+    m.l4Off = ip.payloadOffset;
+    m.l4Len = ip.payloadLen;
+    m.ttl = ip.ttl;
+    m.csumTrusted = this.csumTrusted;
+    m.gsoSize = this.gsoSize;
+    this.#dispatch(m, m.proto === PROTO_ICMP ? this.transports.icmp4 : undefined);
+  }
+
+  input6(b: Uint8Array, o: number, n: number): void {
+    const ip = this.#v6;
+    if (!ip.parse(b, o, n)) {
+      this.counters.dropMalformedIp++;
+      return;
+    }
+    // parse walked the extension headers (bounded) to the upper layer. A Fragment header
+    // with offset 0 and M clear is an atomic fragment (RFC 6946): processed as it is.
+    if (ip.isFragment) {
+      if (this.reasm) this.reasm.input6(ip);
+      else this.counters.dropFragment++;
+      return;
+    }
+    const m = this.meta;
+    m.family = 6;
+    m.b = b;
+    m.ipOff = o;
+    m.srcOff = ip.srcOffset;
+    m.dstOff = ip.dstOffset;
+    m.proto = ip.protocol;
+    m.l4Off = ip.l4Offset;
+    m.l4Len = ip.l4Len;
+    m.ttl = ip.hopLimit;
+    m.csumTrusted = this.csumTrusted;
+    m.gsoSize = this.gsoSize;
+    this.#dispatch(m, m.proto === PROTO_ICMPV6 ? this.transports.icmp6 : undefined);
+  }
+
+  /** A packet put back together by the reassembler: handled as if it had arrived whole. */
+  reassembled(family: 4 | 6, b: Uint8Array, o: number, n: number): void {
+    // Checksums of the fragments were never offloaded: verify the whole datagram's.
+    this.csumTrusted = false;
+    this.gsoSize = 0;
+    if (family === 4) this.input4(b, o, n);
+    else this.input6(b, o, n);
+  }
+
+  #dispatch(m: PacketMeta, icmp: Transport | undefined): void {
+    const t = icmp ??
+      (m.proto === PROTO_TCP
+        ? this.transports.tcp
+        : m.proto === PROTO_UDP
+        ? this.transports.udp
+        : undefined);
+    if (t === undefined) {
+      this.counters.dropUnhandled++;
+      return;
+    }
+    t.input(m);
+  }
+}

@@ -1,0 +1,9 @@
+// The Python TCP peer used by the routing tests is valid Python.
+
+import { peerScript } from "../support/tcp_peer.ts";
+
+Deno.test("tcp peer script: is valid Python", async () => {
+  const p = await peerScript();
+  const r = await new Deno.Command("python3", { args: ["-m", "py_compile", p] }).output();
+  if (r.code !== 0) throw new Error(new TextDecoder().decode(r.stderr));
+});
