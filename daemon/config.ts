@@ -58,8 +58,9 @@ export interface Config {
   usernsPath: string | null;
   /** --macaddress: the guest tap's MAC (6 bytes; with --configure). */
   mac: Uint8Array | null;
-  /** slirp4netns flags accepted for compatibility whose work slirpd does not do (logged once). */
-  acceptedOnly: string[];
+  /** --enable-sandbox / --enable-seccomp: confine the process after start-up (daemon/confine.ts). */
+  sandbox: boolean;
+  seccomp: boolean;
   /** -L then -R, in the order given (stack/forwards/spec.ts; defaults filled in at start). */
   forwards: ForwardSpec[];
   /** --api-socket: slirp4netns' JSON API on this unix socket path. */
@@ -245,11 +246,13 @@ export const FLAGS: Record<string, FlagSpec> = {
   },
   "enable-sandbox": {
     type: "boolean",
-    help: "accepted for slirp4netns; no mount-namespace sandbox is made (see README)",
+    help: "after start-up: root is a read-only /etc + /run, uid nobody, no capability but " +
+      "CAP_NET_BIND_SERVICE, every thread (see README)",
   },
   "enable-seccomp": {
     type: "boolean",
-    help: "accepted for slirp4netns; no seccomp filter is installed (see README)",
+    help: "after start-up: a seccomp filter on every thread denies exec, ptrace, mount, " +
+      "setns/unshare, bpf, modules, ... (see README)",
   },
   "local-fwd": {
     type: "string",
@@ -535,7 +538,8 @@ export function parseConfig(argv: string[]): ParseResult {
         ? null
         : nonEmpty("userns-path", v["userns-path"] as string),
       mac: macFlag(v.macaddress as string | undefined, configure),
-      acceptedOnly: ["enable-sandbox", "enable-seccomp"].filter((k) => v[k]),
+      sandbox: v["enable-sandbox"] === true,
+      seccomp: v["enable-seccomp"] === true,
       forwards: [...forwardFlag("L", v["local-fwd"]), ...forwardFlag("R", v["remote-fwd"])],
       apiSocket: v["api-socket"] === undefined
         ? null

@@ -23,14 +23,7 @@ import { openFirewall, prepareFirewall } from "../firewall/start.ts";
 import { FlagValueError } from "../firewall/rules.ts";
 import { sanitySet } from "../firewall/sanity.ts";
 import { ApiSocket } from "./api_socket.ts";
-
-/** What slirp4netns' --enable-sandbox / --enable-seccomp would do, and why slirpd does not. */
-const ACCEPTED_ONLY: Record<string, string> = {
-  "enable-sandbox": "no mount-namespace sandbox is made (the packet path is memory-safe " +
-    "TypeScript; run slirpd as an unprivileged user to confine it)",
-  "enable-seccomp": "no seccomp filter is installed (the packet path is memory-safe " +
-    "TypeScript; run slirpd as an unprivileged user to confine it)",
-};
+import { confine } from "./confine.ts";
 
 /**
  * --userns-path: slirp4netns joins that user namespace; slirpd finds the netns's owner itself
@@ -219,9 +212,6 @@ export async function runDaemon(cfg: Config): Promise<number> {
     console.error(`slirpd: ${e.message}`);
     return 2;
   }
-  for (const flag of cfg.acceptedOnly) {
-    console.error(`[!] --${flag} is accepted for slirp4netns and ignored: ${ACCEPTED_ONLY[flag]}`);
-  }
   checkUserns(cfg);
   const down = new Teardown();
   try {
@@ -230,6 +220,8 @@ export async function runDaemon(cfg: Config): Promise<number> {
     if (exitFd !== null) down.add(() => exitFd.close());
     const parts = await build(cfg, prepared, down, fwLog);
     if (!(await openForwards(cfg, parts, down))) return 1;
+    // Everything that needs privileges is done: confine before the guest may speak.
+    confine(cfg, (line) => console.error(line));
     await serve(cfg, parts, exitFd, down);
     down.run();
     if (!cfg.quiet) console.error(stopLine(parts));

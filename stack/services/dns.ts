@@ -151,6 +151,9 @@ export class DnsForwarder {
     this.#maxAnswer = opts.maxAnswer ?? ((f) => tx.maxL4(f) - UDP_HLEN);
     this.#now = opts.now ?? (() => performance.now());
     this.resolv = new ResolvConf(opts.resolvConf ?? "/etc/resolv.conf", { log: this.#log });
+    // Read it now, at start-up: later (under --enable-sandbox) only /etc and /run are
+    // visible, and a file elsewhere must still have given its servers once.
+    this.resolv.servers(this.#now());
     const max = opts.maxOutstanding ?? 256;
     this.#queries = [];
     for (let i = 0; i < max; i++) {
