@@ -47,6 +47,32 @@ Deno.test({
 });
 
 Deno.test({
+  name: "confine: as root of a user namespace: what can be confined is, the rest is said",
+  ignore: skip(needs("unshare"), "confine in a user namespace"),
+  fn: async () => {
+    const prog = async (flags: string) => {
+      const r = await run(["unshare", flags, Deno.execPath(), "run", "-A", PROG], {
+        timeoutMs: 30_000,
+      });
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+    };
+    // Owns its mount namespace: the tree works; only uid 0 is mapped, so no uid switch.
+    const own = await prog("-Urm");
+    assert.match(own.warnings, /uid 65534 is not mapped/);
+    assert.doesNotMatch(own.warnings, /file system is not confined/);
+    assert.equal(own["/root"], "NotFound");
+    assert.equal(own.execve, "EPERM");
+    // Does not own its mount namespace: no tree, said; seccomp still holds.
+    const not = await prog("-Ur");
+    assert.match(not.warnings, /file system is not confined: fsopen\(tmpfs\): EPERM/);
+    assert.equal(not["/root"], "visible");
+    assert.equal(not.execve, "EPERM");
+    assert.equal(not.unshareFromTokioThread, "EPERM");
+  },
+});
+
+Deno.test({
   name: "confine: podman's flags: every thread confined, guest TCP/UDP/DNS and API forwards work",
   ignore: skip(SKIP, "confine"),
   fn: async () => {
