@@ -195,6 +195,8 @@ export class LocalUdp implements Forward {
   #closed(f: ClientFlow, why: CloseReason): void {
     f.unregister?.();
     f.unregister = null;
+    this.sh.bytes.localToGuest += f.bytesOut;
+    this.sh.bytes.localFromGuest += f.bytesIn;
     if (f.label) {
       this.sh.log(`[-] ${f.label} local-fwd done: l=${f.bytesOut} r=${f.bytesIn} (${why})`);
     }

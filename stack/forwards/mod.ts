@@ -16,6 +16,7 @@ import {
   type ForwardEntry,
   ForwardError,
   type ForwardsOptions,
+  type FwdBytes,
   FwdShared,
   transport,
 } from "./common.ts";
@@ -97,6 +98,17 @@ export class Forwards {
       if (dir === undefined || f.entry.dir === dir) out.push({ ...f.entry });
     }
     return out.sort((a, b) => a.id - b.id);
+  }
+
+  /** Bytes carried by forwards' finished connections and flows. */
+  bytes(): Readonly<FwdBytes> {
+    return this.#sh.bytes;
+  }
+
+  /** A remote forward's TCP connection ended (its host socket closed). */
+  accountRemote(fromGuest: number, fromHost: number): void {
+    this.#sh.bytes.remoteToHost += fromGuest;
+    this.#sh.bytes.remoteFromHost += fromHost;
   }
 
   get size(): number {
