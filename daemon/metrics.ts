@@ -90,7 +90,7 @@ export function renderMetrics(stack: Stack, fw: FirewallStats): string {
       { labels: { proto: "icmp" }, value: stack.ping.flows.size },
     ]),
     counter("slirpd_tcp_connections_total", "TCP connections by outcome", [
-      { labels: { event: "created" }, value: tcp.opened },
+      { labels: { event: "created" }, value: tcp.opened + tcp.openedToGuest },
       { labels: { event: "established" }, value: tcp.established },
       { labels: { event: "refused" }, value: tcp.policyRefused + tcp.connectErrors },
       { labels: { event: "timeout" }, value: tcp.connectTimeouts },
