@@ -152,7 +152,7 @@ export class LocalTcp implements Forward {
     }
     const family = target.length === 4 ? 4 : 6;
     // Target port 0: the port the client connected to (or the one its PROXY header names).
-    const guestPort = this.spec.targetPort || (pp?.dst?.port ?? this.#port);
+    const guestPort = this.target.port || this.spec.targetPort || (pp?.dst?.port ?? this.#port);
     const src = sh.guestSource(family, client);
     const srcPort = sh.tcpPort(family, target, guestPort, src);
     const c = srcPort < 0
