@@ -17,11 +17,7 @@ async function main(): Promise<number> {
     throw e;
   }
   if (parsed.help) {
-    console.log(helpText());
-    return 0;
-  }
-  if (parsed.version !== undefined) {
-    console.log(versionLines(parsed.version).join("\n"));
+    console.log(parsed.version ? versionLines(parsed.version).join("\n") : helpText());
     return 0;
   }
   try {

@@ -505,10 +505,10 @@ function normalize(argv: string[]): string[] {
 }
 
 /** The result of parsing: a Config to run, or a request for help. */
+/** `help: true`: print the help, or with `version` the version lines, and exit 0. */
 export type ParseResult =
-  | { help: true; version?: undefined }
-  | { help: false; version: "slirpnetstack" | "slirp4netns" }
-  | { help: false; version?: undefined; config: Config };
+  | { help: true; version?: "slirpnetstack" | "slirp4netns" }
+  | { help: false; config: Config };
 
 export function parseConfig(argv: string[]): ParseResult {
   const options: Record<
@@ -534,7 +534,7 @@ export function parseConfig(argv: string[]): ParseResult {
   if (v.help) return { help: true };
   // -version is slirpnetstack's flag (Go spells it with one dash); --version slirp4netns'.
   if (v.version) {
-    return { help: false, version: argv.includes("-version") ? "slirpnetstack" : "slirp4netns" };
+    return { help: true, version: argv.includes("-version") ? "slirpnetstack" : "slirp4netns" };
   }
   const str = (k: string) => (v[k] as string | undefined) ?? (FLAGS[k].default as string);
 
