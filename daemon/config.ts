@@ -283,9 +283,11 @@ export const FLAGS: Record<string, FlagSpec> = {
     short: "L",
     arg: "[PROTO://]SPEC",
     multiple: true,
-    help: "forward a host port into the guest (repeatable); PROTO tcp, udp or tcppp (PROXY " +
-      "protocol clients); SPEC [BINDIP:]BINDPORT[:TARGETIP:TARGETPORT], default bind " +
-      "127.0.0.1 (::1), target the guest; bind port 0 picks a free one",
+    help: "forward a host port into the guest (repeatable); PROTO tcp, udp, tcppp (PROXY " +
+      "protocol clients), udpspp (Simple Proxy Protocol datagrams) or udprpc (a flow ends " +
+      "with its first answer); SPEC [BINDIP:]BINDPORT[:TARGETIP:TARGETPORT], default bind " +
+      "127.0.0.1 (::1), target the guest; bind port 0 picks a free one; TARGETIP may be " +
+      "name@srv-PORT or [name@srv-IP:PORT] (DNS SRV)",
   },
   "remote-fwd": {
     type: "string",
@@ -293,13 +295,15 @@ export const FLAGS: Record<string, FlagSpec> = {
     arg: "[PROTO://]SPEC",
     multiple: true,
     help: "forward guest flows to BINDIP:BINDPORT (any address; default the gateway) to a " +
-      "host target (default 127.0.0.1 / ::1), whatever the firewall says; PROTO tcp or udp",
+      "host target (default 127.0.0.1 / ::1), whatever the firewall says; PROTO tcp or udp; " +
+      "the target may be name@srv-PORT or [name@srv-IP:PORT] (DNS SRV)",
   },
   "dns-ttl": {
     type: "string",
     arg: "DURATION",
     default: "5s",
-    help: "how long a host name in -L/-R is used before it is looked up again (5s, 1m, 500ms)",
+    help: "how long a host name or SRV label in -L/-R is used before it is looked up again " +
+      "(5s, 1m, 500ms; 0: at every new flow)",
   },
   "api-socket": {
     type: "string",
