@@ -162,3 +162,44 @@ Deno.test({
     for (const k of after.keys()) assert.doesNotMatch(k, /NaN/);
   },
 });
+
+Deno.test({
+  name: "metrics: -m unix://PATH serves /health; an address in use exits 254",
+  fn: async () => {
+    await using guest = await makeNetns("metu");
+    const dir = await Deno.makeTempDir({ prefix: "sdt-metrics-" });
+    try {
+      const path = `${dir}/m.sock`;
+      await using s = await startSlirpd({ guest, args: ["--configure", `-m=unix://${path}`] });
+      assert.match(s.stderr, new RegExp(`^\\[ \\] #\\d+ Running metrics on ${path}$`, "m"));
+      const c = await Deno.connect({ transport: "unix", path });
+      await c.write(
+        new TextEncoder().encode("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+      );
+      let text = "";
+      const buf = new Uint8Array(4096);
+      for (let i = 0; i < 100; i++) {
+        const n = await c.read(buf);
+        if (n === null) break;
+        text += new TextDecoder().decode(buf.subarray(0, n));
+      }
+      c.close();
+      assert.match(text, /^HTTP\/1\.1 200 [^]*\r\n\r\nok$/);
+      assert.equal((await s.stop()).code, 0);
+      assert.match(s.stderr, /Slirpnetstack closing\n(.*\n)*\[ \] #\d+ Stopping metrics\n/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+    using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (busy.addr as Deno.NetAddr).port;
+    const f = await startSlirpd({
+      guest,
+      args: ["--configure", "-m", `tcp://127.0.0.1:${port}`],
+      noWait: true,
+    });
+    const st = await f.stop("SIGCONT", 30_000); // (just wait)
+    assert.equal(st.code, 254, f.stderr);
+    assert.match(f.stderr, /^\[!\] Failed to start metrics: /m);
+    await f[Symbol.asyncDispose]();
+  },
+});
