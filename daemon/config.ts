@@ -295,7 +295,8 @@ export const FLAGS: Record<string, FlagSpec> = {
     arg: "[PROTO://]SPEC",
     multiple: true,
     help: "forward guest flows to BINDIP:BINDPORT (any address; default the gateway) to a " +
-      "host target (default 127.0.0.1 / ::1), whatever the firewall says; PROTO tcp or udp; " +
+      "host target (default 127.0.0.1 / ::1), whatever the firewall says; PROTO tcp, udp or " +
+      "udprpc (a flow ends with its first answer); " +
       "the target may be name@srv-PORT or [name@srv-IP:PORT] (DNS SRV)",
   },
   "dns-ttl": {

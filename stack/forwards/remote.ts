@@ -57,6 +57,7 @@ export class RemoteFwd implements Forward {
         addr: a,
         port: this.target.port || this.spec.targetPort || port,
         owner: this, // its flows are tagged with it: see close()
+        rpc: this.spec.rpc,
       };
     };
     try {

@@ -137,7 +137,7 @@ export function parseForwardSpec(dir: FwdDir, value: string): ForwardSpec {
       `unknown network type "${network}" (tcp, udp, tcppp, udpspp or udprpc)`,
     );
   }
-  if ((net.proxy || net.rpc) && dir === "remote") {
+  if (net.proxy && dir === "remote") {
     throw new SpecError(`${network} is for -L only`);
   }
   const p = splitHostPort(rest);

@@ -218,3 +218,39 @@ Deno.test({
     await d[Symbol.asyncDispose]();
   },
 });
+
+Deno.test({
+  name: "fwd -R udprpc:// ends the flow once the answer reached the guest",
+  ignore: SKIP !== null,
+  fn: async () => {
+    await using guest = await makeNetns("rrpc");
+    const echo = dgram.createSocket("udp4");
+    echo.on("message", (m: Uint8Array, r: { port: number; address: string }) => {
+      echo.send(cat(enc("A:"), new Uint8Array(m)), r.port, r.address);
+    });
+    await new Promise<void>((r) => echo.bind(0, "127.0.0.1", () => r()));
+    const port = (echo.address() as { port: number }).port;
+    try {
+      await using s = await startSlirpd({
+        guest,
+        args: ["--configure", "-R", `udprpc://3333:127.0.0.1:${port}`],
+      });
+      const py = `import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+for q in (b"one", b"two"):
+    s.sendto(q, ("10.0.2.2", 3333)); print(s.recvfrom(100)[0].decode(), flush=True)`;
+      const r = await guest.exec(["python3", "-c", py], { timeoutMs: 30_000 });
+      assert.equal(r.stdout, "A:one\nA:two\n", r.stderr);
+      await s.waitFor(
+        (b) =>
+          (b.stdout.match(/10\.0\.2\.2:3333.* remote-fwd conn done: .*\(replied\)/g) ?? [])
+            .length === 2,
+        10_000,
+        "two flows, each done after its answer",
+      );
+      assert.equal((s.stdout.match(/10\.0\.2\.2:3333.* remote-fwd conn new/g) ?? []).length, 2);
+    } finally {
+      await new Promise<void>((r) => echo.close(() => r()));
+    }
+  },
+});
