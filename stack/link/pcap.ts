@@ -8,6 +8,8 @@
 // disk before the frame buffer is reused, and one writeSync per record means a crash
 // leaves at most one torn record (tshark reports "cut short" and keeps the rest).
 
+import { RawFile } from "../../ffi/rawfile.ts";
+
 export const LINKTYPE_ETHERNET = 1;
 export const LINKTYPE_RAW = 101;
 
@@ -47,7 +49,15 @@ export interface PcapOptions {
 export interface SyncSink {
   writeSync(p: Uint8Array): number;
   close(): void;
+  /**
+   * Optional (ffi/rawfile.ts): writes a[0, an) and b[bo, bo+bn) in one call, straight from
+   * both buffers; returns the bytes written. Used for frames in large buffers.
+   */
+  writeTwo?(a: Uint8Array, an: number, b: Uint8Array, bo: number, bn: number): number;
 }
+
+/** Frames in buffers at least this large go out with writeTwo (no copy, no view). */
+const ZERO_COPY_MIN = 4096;
 
 /** Wall clock in microseconds; performance.now() gives sub-ms precision, Date.now() not. */
 export function nowMicros(): number {
@@ -72,8 +82,7 @@ export class PcapWriter {
   static open(path: string, opts: PcapOptions): PcapWriter {
     // Truncate: slirpnetstack opens O_WRONLY|O_CREAT without O_TRUNC, so re-using a longer
     // old file leaves its tail after the new records. We do not copy that quirk.
-    const f = Deno.openSync(path, { write: true, create: true, truncate: true, mode: 0o644 });
-    return new PcapWriter(f, opts);
+    return new PcapWriter(RawFile.create(path), opts);
   }
 
   constructor(sink: SyncSink, opts: PcapOptions) {
@@ -89,7 +98,8 @@ export class PcapWriter {
     this.maxBytes = opts.maxBytes ?? 0;
     this.#sink = sink;
     this.#onStop = opts.onStop;
-    this.#rec = new Uint8Array(PCAP_RECORD_HEADER_LEN + snap);
+    // (at least ZERO_COPY_MIN: writeTwo needs its bytes off the heap)
+    this.#rec = new Uint8Array(Math.max(PCAP_RECORD_HEADER_LEN + snap, ZERO_COPY_MIN));
     this.#dv = new DataView(this.#rec.buffer);
 
     const h = new Uint8Array(PCAP_GLOBAL_HEADER_LEN);
@@ -140,6 +150,25 @@ export class PcapWriter {
     dv.setUint32(4, tsMicros - sec * 1e6, true);
     dv.setUint32(8, incl, true);
     dv.setUint32(12, n, true);
+    const sink = this.#sink;
+    if (sink.writeTwo !== undefined && b.buffer.byteLength >= ZERO_COPY_MIN) {
+      // The header from the record buffer, the frame from where it is: one writev.
+      let k: number;
+      try {
+        k = sink.writeTwo(this.#rec, PCAP_RECORD_HEADER_LEN, b, o, incl);
+      } catch (error) {
+        this.#stop({ reason: "error", bytes: this.#bytes, packets: this.#packets, error });
+        return false;
+      }
+      this.#bytes += k;
+      if (k < total) {
+        // A short write (rare: a signal, a full disk): finish the record the slow way.
+        this.#rec.set(b.subarray(o, o + incl), PCAP_RECORD_HEADER_LEN);
+        if (!this.#writeAll(this.#rec.subarray(k, total))) return false;
+      }
+      this.#packets++;
+      return true;
+    }
     this.#rec.set(b.subarray(o, o + incl), PCAP_RECORD_HEADER_LEN);
     if (!this.#writeAll(this.#rec.subarray(0, total))) return false;
     this.#packets++;
