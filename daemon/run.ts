@@ -25,7 +25,7 @@
 // starting or failing never turns its exit into a signal death: it stops at the next step.
 
 import type { Config } from "./config.ts";
-import { openTap, type Tap } from "../ffi/tap.ts";
+import { adoptFrameFd, openTap, type Tap } from "../ffi/tap.ts";
 import { configureGuest } from "../ffi/netlink.ts";
 import { EPOLLIN, Poller } from "../ffi/poller.ts";
 import { netnsOwner, openGuestNetns } from "../ffi/userns.ts";
@@ -37,7 +37,6 @@ import { openFirewall, prepareFirewall } from "../firewall/start.ts";
 import { FlagValueError } from "../firewall/rules.ts";
 import { sanitySet } from "../firewall/sanity.ts";
 import { ApiSocket } from "./api_socket.ts";
-import { adoptFrameFd } from "../ffi/tap.ts";
 import { parentPid, setParentDeathSignal, SIGTERM } from "../ffi/process.ts";
 import { LINKTYPE_ETHERNET, PCAP_MAX_SNAPLEN, PcapWriter } from "../stack/link/pcap.ts";
 import { ForwardError } from "../stack/forwards/mod.ts";
@@ -135,8 +134,10 @@ interface Parts {
 }
 
 /**
- * SIGINT/SIGTERM, listened to from the start: before the loop runs a signal is remembered
- * (and ends the start-up at the next step), then it stops the loop.
+ * SIGINT/SIGTERM, listened to from the start to the exit: a signal during start-up is
+ * remembered (the loop then stops as soon as it would start), later ones stop the loop. The
+ * listeners stay until the process exits, so no signal between a failure line and the exit
+ * can kill slirpd with its default action.
  */
 class Stopper {
   requested = false;
@@ -158,9 +159,9 @@ class Stopper {
     if (this.requested) fn();
   }
 
-  close(): void {
-    Deno.removeSignalListener("SIGINT", this.#handler);
-    Deno.removeSignalListener("SIGTERM", this.#handler);
+  /** Once the loop has ended: a late signal only marks the stop (the exit is near). */
+  detach(): void {
+    this.#onStop = null;
   }
 }
 
@@ -343,7 +344,7 @@ export async function runDaemon(cfg: Config): Promise<number> {
     if (e instanceof StartFailure) return e.code;
     throw e;
   } finally {
-    stopper.close();
+    stopper.detach();
   }
 }
 
