@@ -257,7 +257,8 @@ function openPcap(cfg: Config, path: string, stack: Stack, down: Teardown): void
 /**
  * Port forwards and the API socket, before readiness: one that cannot be set up stops slirpd
  * with its line and slirpnetstack's code: "[!] Failed to listen on tcp://127.0.0.1:8080: ..."
- * exit 247 (-L), "[!] Failed to resolve ..." exit 246 (-R); the API socket: exit 1.
+ * exit 247 (-L), "[!] Failed to resolve ..." exit 246 (-R); other -R failures (a taken bind
+ * address) and the API socket: exit 1.
  */
 async function openForwards(cfg: Config, p: Parts, down: Teardown): Promise<number> {
   try {
@@ -267,7 +268,8 @@ async function openForwards(cfg: Config, p: Parts, down: Teardown): Promise<numb
       } catch (e) {
         if (!(e instanceof ForwardError)) throw e;
         console.error(`[!] ${e.message}`);
-        return spec.dir === "local" ? EXIT_LISTEN : EXIT_RESOLVE;
+        if (spec.dir === "local") return EXIT_LISTEN;
+        return e.unresolved ? EXIT_RESOLVE : 1;
       }
     }
     if (cfg.apiSocket !== null) {

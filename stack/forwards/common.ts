@@ -34,7 +34,11 @@ export interface Forward {
 
 /** A forward could not be set up; the message is the whole line (without "[!] "). */
 export class ForwardError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** A name (bind or target) did not resolve (slirpnetstack's exit 246 for -R). */
+    readonly unresolved = false,
+  ) {
     super(message);
     this.name = "ForwardError";
   }

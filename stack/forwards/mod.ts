@@ -58,6 +58,7 @@ export class Forwards {
             (e as Error).message
           }`
           : `Failed to resolve bind address: ${(e as Error).message}`,
+        true,
       );
     }
     try {
@@ -67,6 +68,7 @@ export class Forwards {
         `Failed to resolve target ${addrPort(target.text, spec.targetPort)}: ${
           (e as Error).message
         }`,
+        true,
       );
     }
     if (this.#closed) throw new ForwardError("shutting down");
