@@ -3,6 +3,7 @@
 
 import { helpText, parseConfig, UsageError } from "./daemon/config.ts";
 import { runDaemon } from "./daemon/run.ts";
+import { versionLines } from "./daemon/version.ts";
 
 async function main(): Promise<number> {
   let parsed;
@@ -16,7 +17,7 @@ async function main(): Promise<number> {
     throw e;
   }
   if (parsed.help) {
-    console.log(helpText());
+    console.log(parsed.version ? versionLines(parsed.version).join("\n") : helpText());
     return 0;
   }
   try {

@@ -115,6 +115,7 @@ export class ApiHandler {
       network: a.proto as string,
       proto: p.proto,
       proxy: false,
+      rpc: false,
       family: p.family,
       bindHost: hostText,
       bindPort: hostPort,

@@ -67,12 +67,32 @@ export interface Config {
   apiSocket: string | null;
   /** --dns-ttl: how long a forward's resolved host name is used before a new lookup. */
   dnsTtlMs: number;
+  /** -fd: frames on this inherited descriptor (a SOCK_DGRAM socket or a tap), no netns. */
+  linkFd: number | null;
+  /** -pcap: capture every frame to and from the guest into this file. */
+  pcap: string | null;
+  /** -pcap-max-bytes: the capture stops (for good) before the file would exceed this. */
+  pcapMaxBytes: number;
+  /** -m ADDR / --metrics: /health and /metrics over HTTP on this address. */
+  metrics: MetricsAddr | null;
+  /** -exit-with-parent: SIGTERM (a clean stop) when the parent process dies. */
+  exitWithParent: boolean;
+  /** -maxprocs: accepted for slirpnetstack (slirpd's packet path is one thread). */
+  maxprocs: number;
 }
+
+/** Where -m serves: `tcp://HOST:PORT` (port 0: any free one) or `unix://PATH`. */
+export type MetricsAddr = { kind: "tcp"; host: string; port: number } | {
+  kind: "unix";
+  path: string;
+};
 
 /** A bind address: literal, or an interface whose address the daemon looks up at start. */
 export type Outbound = { addr: Uint8Array } | { ifname: string };
 
 export const MTU_MIN = 1280;
+/** -pcap-max-bytes default: 1 GiB, then the capture stops (documented in README). */
+export const PCAP_MAX_BYTES_DEFAULT = 1 << 30;
 export const MTU_MAX = 65521;
 
 /** A command-line error: printed as one line, exit code 2. */
@@ -117,7 +137,14 @@ export const FLAGS: Record<string, FlagSpec> = {
     short: "m",
     arg: "N",
     default: "1500",
-    help: `MTU of the tap (${MTU_MIN}..${MTU_MAX})`,
+    help: `MTU of the tap (${MTU_MIN}..${MTU_MAX}); -m with an address (tcp://, unix://) is ` +
+      "--metrics, as in slirpnetstack",
+  },
+  "fd": {
+    type: "string",
+    arg: "N",
+    help: "instead of --netns: guest frames on inherited descriptor N, one Ethernet frame per " +
+      "read (a socketpair(AF_UNIX, SOCK_DGRAM) end, as slirpnetstack, or a tap fd)",
   },
   "no-vnet-hdr": {
     type: "boolean",
@@ -259,9 +286,11 @@ export const FLAGS: Record<string, FlagSpec> = {
     short: "L",
     arg: "[PROTO://]SPEC",
     multiple: true,
-    help: "forward a host port into the guest (repeatable); PROTO tcp, udp or tcppp (PROXY " +
-      "protocol clients); SPEC [BINDIP:]BINDPORT[:TARGETIP:TARGETPORT], default bind " +
-      "127.0.0.1 (::1), target the guest; bind port 0 picks a free one",
+    help: "forward a host port into the guest (repeatable); PROTO tcp, udp, tcppp (PROXY " +
+      "protocol clients), udpspp (Simple Proxy Protocol datagrams) or udprpc (a flow ends " +
+      "with its first answer); SPEC [BINDIP:]BINDPORT[:TARGETIP:TARGETPORT], default bind " +
+      "127.0.0.1 (::1), target the guest; bind port 0 picks a free one; TARGETIP may be " +
+      "name@srv-PORT or [name@srv-IP:PORT] (DNS SRV)",
   },
   "remote-fwd": {
     type: "string",
@@ -269,13 +298,16 @@ export const FLAGS: Record<string, FlagSpec> = {
     arg: "[PROTO://]SPEC",
     multiple: true,
     help: "forward guest flows to BINDIP:BINDPORT (any address; default the gateway) to a " +
-      "host target (default 127.0.0.1 / ::1), whatever the firewall says; PROTO tcp or udp",
+      "host target (default 127.0.0.1 / ::1), whatever the firewall says; PROTO tcp, udp or " +
+      "udprpc (a flow ends with its first answer); " +
+      "the target may be name@srv-PORT or [name@srv-IP:PORT] (DNS SRV)",
   },
   "dns-ttl": {
     type: "string",
     arg: "DURATION",
     default: "5s",
-    help: "how long a host name in -L/-R is used before it is looked up again (5s, 1m, 500ms)",
+    help: "how long a host name or SRV label in -L/-R is used before it is looked up again " +
+      "(5s, 1m, 500ms; 0: at every new flow)",
   },
   "api-socket": {
     type: "string",
@@ -283,6 +315,39 @@ export const FLAGS: Record<string, FlagSpec> = {
     arg: "PATH",
     help: "serve slirp4netns' JSON API (add_hostfwd, list_hostfwd, remove_hostfwd) on this " +
       "unix socket",
+  },
+  "pcap": {
+    type: "string",
+    arg: "PATH",
+    help: "write every frame to and from the guest to this pcap file (Ethernet link type)",
+  },
+  "pcap-max-bytes": {
+    type: "string",
+    arg: "N",
+    default: String(PCAP_MAX_BYTES_DEFAULT),
+    help: "the capture stops for good (one line on stderr) before the file would exceed N " +
+      "bytes; 0: no limit",
+  },
+  "metrics": {
+    type: "string",
+    arg: "tcp://HOST:PORT|unix://PATH",
+    help: 'serve /health ("ok") and /metrics (Prometheus text) over HTTP; port 0 picks one, ' +
+      'printed as "Running metrics on HOST:PORT" (slirpnetstack: -m)',
+  },
+  "exit-with-parent": {
+    type: "boolean",
+    help: "stop cleanly (as on SIGTERM) when the parent process dies",
+  },
+  "maxprocs": {
+    type: "string",
+    arg: "N",
+    help: "accepted for slirpnetstack (GOMAXPROCS); slirpd's packet path is one thread, so " +
+      "it changes nothing",
+  },
+  "version": {
+    type: "boolean",
+    help: "print the version and build time (-version: slirpnetstack's lines; --version: " +
+      "slirp4netns')",
   },
   "quiet": { type: "boolean", short: "q", help: "do not log connections" },
   "help": { type: "boolean", short: "h", help: "show this help" },
@@ -439,13 +504,19 @@ function normalize(argv: string[]): string[] {
       out.push(...argv.slice(i));
       break;
     }
-    out.push(/^-[a-z][a-z0-9-]+(=.*)?$/i.test(a) ? "-" + a : a);
+    // A short flag with "=" (`-R=SPEC`, Go style): node would keep the "=" in the value.
+    const short = a.match(/^-([A-Za-z0-9])=(.*)$/s);
+    if (short) out.push(`-${short[1]}`, short[2]);
+    else out.push(/^-[a-z][a-z0-9-]+(=.*)?$/i.test(a) ? "-" + a : a);
   }
   return out;
 }
 
 /** The result of parsing: a Config to run, or a request for help. */
-export type ParseResult = { help: true } | { help: false; config: Config };
+/** `help: true`: print the help, or with `version` the version lines, and exit 0. */
+export type ParseResult =
+  | { help: true; version?: "slirpnetstack" | "slirp4netns" }
+  | { help: false; config: Config };
 
 export function parseConfig(argv: string[]): ParseResult {
   const options: Record<
@@ -469,6 +540,10 @@ export function parseConfig(argv: string[]): ParseResult {
   }
   const v = parsed.values as Record<string, string | boolean | string[] | undefined>;
   if (v.help) return { help: true };
+  // -version is slirpnetstack's flag (Go spells it with one dash); --version slirp4netns'.
+  if (v.version) {
+    return { help: true, version: argv.includes("-version") ? "slirpnetstack" : "slirp4netns" };
+  }
   const str = (k: string) => (v[k] as string | undefined) ?? (FLAGS[k].default as string);
 
   const pos = parsed.positionals;
@@ -490,7 +565,13 @@ export function parseConfig(argv: string[]): ParseResult {
     netns = netnsTarget(v["netns-type"] as string | undefined, pos[0]);
     ifname = pos[1] ?? "tap0"; // slirp4netns' default
   } else netnsTarget(v["netns-type"] as string | undefined, "0"); // checks the value only
-  if (netns === undefined || netns === "") {
+  const fdRaw = v.fd as string | undefined;
+  const linkFd = fdRaw === undefined ? null : intFlag("fd", fdRaw, 0, 1 << 20);
+  if (linkFd !== null) {
+    // slirpnetstack: "Please specify either -fd or -netns" (exit 252 there, 2 here).
+    if (netns !== undefined) throw invalid("fd", fdRaw!, "-netns is given too (one or the other)");
+    netns = "";
+  } else if (netns === undefined || netns === "") {
     throw new UsageError(
       "missing --netns PATH (or PID|PATH TAPNAME); see --help",
     );
@@ -507,6 +588,10 @@ export function parseConfig(argv: string[]): ParseResult {
   const readyRaw = v["ready-fd"] as string | undefined;
   const exitRaw = v["exit-fd"] as string | undefined;
   const configure = Boolean(v.configure);
+  if (linkFd !== null && configure) {
+    throw invalid("fd", fdRaw!, "-configure needs a netns (the fd's peer sets its side up)");
+  }
+  const { mtu, metrics } = mtuOrMetrics(v);
   return {
     help: false,
     config: {
@@ -514,7 +599,7 @@ export function parseConfig(argv: string[]): ParseResult {
       ifname,
       configure,
       createTap: configure || form === "slirp4netns",
-      mtu: intFlag("mtu", str("mtu"), MTU_MIN, MTU_MAX),
+      mtu,
       vnetHdr: !v["no-vnet-hdr"],
       readyFd: readyRaw === undefined ? null : intFlag("ready-fd", readyRaw, 0, 1 << 20),
       quiet: Boolean(v.quiet),
@@ -545,8 +630,54 @@ export function parseConfig(argv: string[]): ParseResult {
         ? null
         : nonEmpty("api-socket", v["api-socket"] as string),
       dnsTtlMs: durationFlag("dns-ttl", str("dns-ttl")),
+      linkFd,
+      pcap: v.pcap === undefined ? null : nonEmpty("pcap", v.pcap as string),
+      pcapMaxBytes: intFlag("pcap-max-bytes", str("pcap-max-bytes"), 0, Number.MAX_SAFE_INTEGER),
+      metrics,
+      exitWithParent: Boolean(v["exit-with-parent"]),
+      maxprocs: v.maxprocs === undefined ? 0 : intFlag("maxprocs", v.maxprocs as string, 0, 4096),
     },
   };
+}
+
+/**
+ * -m is slirp4netns' --mtu and slirpnetstack's metrics address: a number is an MTU, an
+ * address (NET://...) is the metrics endpoint (as --metrics).
+ */
+function mtuOrMetrics(v: Record<string, unknown>): { mtu: number; metrics: MetricsAddr | null } {
+  let mtuText = (v.mtu as string | undefined) ?? (FLAGS.mtu.default as string);
+  let metricsText = v.metrics as string | undefined;
+  if (v.mtu !== undefined && /^[a-z0-9]+:\/\//i.test(mtuText)) {
+    if (metricsText !== undefined) {
+      throw invalid("m", mtuText, "--metrics is given too");
+    }
+    metricsText = mtuText;
+    mtuText = FLAGS.mtu.default as string;
+  }
+  return {
+    mtu: intFlag("mtu", mtuText, MTU_MIN, MTU_MAX),
+    metrics: metricsText === undefined ? null : metricsFlag(metricsText),
+  };
+}
+
+/** `tcp://HOST:PORT` (HOST an IP, [IPv6] or a name) or `unix://PATH`. */
+export function metricsFlag(value: string): MetricsAddr {
+  const why = "must be tcp://HOST:PORT or unix://PATH";
+  const m = value.match(/^([a-z0-9]+):\/\/(.*)$/i);
+  if (!m) throw invalid("m", value, why);
+  const [, net, rest] = m;
+  if (net === "unix") {
+    if (rest === "") throw invalid("m", value, "empty socket path");
+    return { kind: "unix", path: rest };
+  }
+  if (net !== "tcp") throw invalid("m", value, `network "${net}": ${why}`);
+  const hp = rest.match(/^(?:\[([^\]]+)\]|([^:\[\]]*)):([0-9]{1,5})$/);
+  if (!hp || Number(hp[3]) > 65535) throw invalid("m", value, why);
+  const host = hp[1] ?? hp[2];
+  if (hp[1] !== undefined && parseIp(host)?.length !== 16) {
+    throw invalid("m", value, `"${host}" is not an IPv6 address`);
+  }
+  return { kind: "tcp", host: host === "" ? "0.0.0.0" : host, port: Number(hp[3]) };
 }
 
 function describeParseError(e: unknown): string {

@@ -7,11 +7,25 @@
 //     them, and with --configure set the guest up. Everything else lives in the host netns.
 //  2. the poller, the firewall, the stack, forwards and the API socket (each registered with
 //     the one Teardown as soon as it exists, so every exit path undoes exactly what was made).
-//  3. readiness (`[+] #PID Slirpnetstack started` on stderr, `--ready-fd`), then the loop.
-//  4. SIGINT/SIGTERM stop the loop; sockets and the tap are closed; exit 0.
+//  3. readiness (`[+] #PID Slirpnetstack started` on stderr, `--ready-fd`, SIGWINCH to the
+//     parent), then the loop.
+//  4. SIGINT/SIGTERM (`[-] #PID Slirpnetstack closing`) stop the loop; sockets and the tap are
+//     closed; exit 0.
+//
+// slirpnetstack's lines and exit codes, which scripts wait for and test (README):
+//   [ ] #PID Running metrics on HOST:PORT      (-m; exit 254 when it cannot listen)
+//   [.] Joininig netns PATH                    (sic, upstream's spelling; not with -fd)
+//   [.] Opening tun interface IFNAME           (not with -fd)
+//   [!] Failed to open PCAP file: ERR          (exit 250)
+//   [!] Failed to listen on tcp://...: ERR     (-L; exit 247)
+//   [!] Failed to resolve ... : ERR            (-R bind or target; exit 246)
+//   [+] #PID Slirpnetstack started
+//   [-] #PID Slirpnetstack closing             (then "[ ] #PID Stopping metrics" with -m)
+// Signal listeners are installed first thing, so a SIGTERM that arrives while slirpd is
+// starting or failing never turns its exit into a signal death: it stops at the next step.
 
 import type { Config } from "./config.ts";
-import { openTap, type Tap } from "../ffi/tap.ts";
+import { adoptFrameFd, openTap, type Tap } from "../ffi/tap.ts";
 import { configureGuest } from "../ffi/netlink.ts";
 import { EPOLLIN, Poller } from "../ffi/poller.ts";
 import { netnsOwner, openGuestNetns } from "../ffi/userns.ts";
@@ -24,6 +38,16 @@ import { FlagValueError } from "../firewall/rules.ts";
 import { sanitySet } from "../firewall/sanity.ts";
 import { ApiSocket } from "./api_socket.ts";
 import { confine } from "./confine.ts";
+import { parentPid, setParentDeathSignal, SIGTERM } from "../ffi/process.ts";
+import { LINKTYPE_ETHERNET, PCAP_MAX_SNAPLEN, PcapWriter } from "../stack/link/pcap.ts";
+import { ForwardError } from "../stack/forwards/mod.ts";
+import { MetricsServer, renderMetrics } from "./metrics.ts";
+
+/** slirpnetstack's exit codes (Go's os.Exit(-n)), for the failures scripts test for. */
+export const EXIT_METRICS = 254;
+export const EXIT_PCAP = 250;
+export const EXIT_LISTEN = 247;
+export const EXIT_RESOLVE = 246;
 
 /**
  * --userns-path: slirp4netns joins that user namespace; slirpd finds the netns's owner itself
@@ -41,8 +65,11 @@ function checkUserns(cfg: Config): void {
 }
 
 async function attach(cfg: Config, plan: NetPlan): Promise<Tap> {
+  if (cfg.linkFd !== null) return adoptFrameFd(cfg.linkFd, cfg.vnetHdr);
+  console.error(`[.] Joininig netns ${cfg.netns}`); // (sic: slirpnetstack's, scripts match it)
   const ns = await openGuestNetns(cfg.netns);
   try {
+    console.error(`[.] Opening tun interface ${cfg.ifname}`);
     const tap = openTap({
       name: cfg.ifname,
       create: cfg.createTap,
@@ -96,6 +123,46 @@ interface Parts {
   poller: Poller;
   stack: Stack;
   fw: ReturnType<typeof openFirewall>;
+  tap: Tap;
+}
+
+/**
+ * SIGINT/SIGTERM, listened to from the start to the exit: a signal during start-up is
+ * remembered (the loop then stops as soon as it would start), later ones stop the loop. The
+ * listeners stay until the process exits, so no signal between a failure line and the exit
+ * can kill slirpd with its default action.
+ */
+class Stopper {
+  requested = false;
+  #onStop: (() => void) | null = null;
+  readonly #handler = () => {
+    if (!this.requested) console.error(`[-] #${Deno.pid} Slirpnetstack closing`);
+    this.requested = true;
+    this.#onStop?.();
+  };
+
+  constructor() {
+    Deno.addSignalListener("SIGINT", this.#handler);
+    Deno.addSignalListener("SIGTERM", this.#handler);
+  }
+
+  /** What a signal does from now on (run at once if one came already). */
+  onStop(fn: () => void): void {
+    this.#onStop = fn;
+    if (this.requested) fn();
+  }
+
+  /** Once the loop has ended: a late signal only marks the stop (the exit is near). */
+  detach(): void {
+    this.#onStop = null;
+  }
+}
+
+/** A start-up failure with slirpnetstack's exit code; the line is already printed. */
+class StartFailure extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
 }
 
 /** Tap, poller, firewall and stack, each registered for teardown as soon as it exists. */
@@ -109,6 +176,11 @@ async function build(
   const log = cfg.quiet ? () => {} : (line: string) => console.log(line);
   const tap = await attach(cfg, plan);
   down.add(() => tap.close());
+  if (cfg.exitWithParent) {
+    // After the netns work (slirpnetstack: the setting does not survive its namespace dance).
+    setParentDeathSignal(SIGTERM);
+    if (parentPid() !== initialParent) Deno.kill(Deno.pid, "SIGTERM"); // died before the call
+  }
   const poller = new Poller();
   down.add(() => poller.close());
   const fw = openFirewall(cfg, prepared, plan, poller, fwLog);
@@ -142,36 +214,78 @@ async function build(
   down.add(() => stack.close());
   poller.add(tap, EPOLLIN, () => stack.drainTap());
   down.add(() => poller.remove(tap));
-  return { plan, poller, stack, fw };
+  if (cfg.pcap !== null) openPcap(cfg, cfg.pcap, stack, down);
+  return { plan, poller, stack, fw, tap };
+}
+
+/** -pcap: every frame from here on, until -pcap-max-bytes (then one line, and no more). */
+function openPcap(cfg: Config, path: string, stack: Stack, down: Teardown): void {
+  let w: PcapWriter;
+  try {
+    w = PcapWriter.open(path, {
+      linkType: LINKTYPE_ETHERNET,
+      // Whole frames: TSO super-frames from the guest are up to 64 KiB plus headers.
+      snapLen: PCAP_MAX_SNAPLEN,
+      maxBytes: cfg.pcapMaxBytes,
+      onStop: (s) => {
+        stack.tx.capture = null; // off the path again
+        console.error(
+          s.reason === "cap"
+            ? `[!] -pcap ${path}: stopped at ${s.bytes} bytes (-pcap-max-bytes ${cfg.pcapMaxBytes})`
+            : `[!] -pcap ${path}: write failed, capture stopped: ${s.error}`,
+        );
+      },
+    });
+  } catch (e) {
+    console.error(`[!] Failed to open PCAP file: ${e instanceof Error ? e.message : e}`);
+    throw new StartFailure(EXIT_PCAP);
+  }
+  if (w.stopped === null) stack.tx.capture = w;
+  down.add(() => {
+    stack.tx.capture = null;
+    w.close();
+  });
 }
 
 /**
  * Port forwards and the API socket, before readiness: one that cannot be set up stops slirpd
- * with its line ("[!] Failed to listen on tcp://127.0.0.1:8080: ...") and exit 1.
+ * with its line and slirpnetstack's code: "[!] Failed to listen on tcp://127.0.0.1:8080: ..."
+ * exit 247 (-L), "[!] Failed to resolve ..." exit 246 (-R); other -R failures (a taken bind
+ * address) and the API socket: exit 1.
  */
-async function openForwards(cfg: Config, p: Parts, down: Teardown): Promise<boolean> {
+async function openForwards(cfg: Config, p: Parts, down: Teardown): Promise<number> {
   try {
-    for (const spec of cfg.forwards) await p.stack.forwards.add(spec);
+    for (const spec of cfg.forwards) {
+      try {
+        await p.stack.forwards.add(spec);
+      } catch (e) {
+        if (!(e instanceof ForwardError)) throw e;
+        console.error(`[!] ${e.message}`);
+        if (spec.dir === "local") return EXIT_LISTEN;
+        return e.unresolved ? EXIT_RESOLVE : 1;
+      }
+    }
     if (cfg.apiSocket !== null) {
       const api = ApiSocket.open(cfg.apiSocket, p.stack.forwards, p.plan, (l) => console.error(l));
       down.add(() => api.close()); // (removes the socket file)
     }
-    return true;
+    return 0;
   } catch (e) {
     console.error(`[!] ${e instanceof Error ? e.message : String(e)}`);
-    return false;
+    return 1;
   }
 }
 
 /** Readiness, then the event loop until SIGINT, SIGTERM or --exit-fd. */
-async function serve(cfg: Config, p: Parts, exitFd: WatchedFd | null, down: Teardown) {
+async function serve(
+  cfg: Config,
+  p: Parts,
+  exitFd: WatchedFd | null,
+  down: Teardown,
+  stopper: Stopper,
+) {
   const stop = () => p.poller.stop();
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
-  down.add(() => {
-    Deno.removeSignalListener("SIGINT", stop);
-    Deno.removeSignalListener("SIGTERM", stop);
-  });
+  stopper.onStop(stop);
   // --exit-fd: readable (data or EOF) or hung up: the parent wants slirpd gone.
   if (exitFd !== null) {
     p.poller.add(exitFd, EPOLLIN, stop);
@@ -180,7 +294,23 @@ async function serve(cfg: Config, p: Parts, exitFd: WatchedFd | null, down: Tear
   // The fd first: whoever waits for either signal may act at once.
   if (cfg.readyFd !== null) writeAndClose(cfg.readyFd, "1", "--ready-fd");
   console.error(`[+] #${Deno.pid} Slirpnetstack started`);
-  await p.poller.run(() => p.stack.tick());
+  // slirpnetstack's second readiness signal. Not to init (pid 1) or a subreaper that
+  // adopted slirpd: SIGWINCH means something else to them.
+  const ppid = parentPid();
+  if (ppid > 1 && ppid === initialParent) {
+    try {
+      Deno.kill(ppid, "SIGWINCH");
+    } catch { /* the parent is gone or not ours to signal */ }
+  }
+  await p.poller.run(() => {
+    // -fd: a write found the other end closed (a datagram socket says so only then).
+    if (p.tap.peerGone) {
+      console.error(`[-] #${Deno.pid} -fd ${cfg.linkFd}: the other end is closed`);
+      p.tap.peerGone = false;
+      stop();
+    }
+    return p.stack.tick();
+  });
 }
 
 /** The stop line: every counter, for whoever reads the log after the fact. */
@@ -198,7 +328,42 @@ function stopLine(p: Parts): string {
   }`;
 }
 
+/** The parent when slirpd started (-exit-with-parent, SIGWINCH). */
+const initialParent = parentPid();
+
 export async function runDaemon(cfg: Config): Promise<number> {
+  const stopper = new Stopper();
+  try {
+    return await runStopping(cfg, stopper);
+  } catch (e) {
+    if (e instanceof StartFailure) return e.code;
+    throw e;
+  } finally {
+    stopper.detach();
+  }
+}
+
+/** -m: first of all, as slirpnetstack (its line comes before the netns lines). */
+function startMetrics(cfg: Config, parts: { p: Parts | null }, down: Teardown): void {
+  if (cfg.metrics === null) return;
+  let m: MetricsServer;
+  try {
+    m = MetricsServer.start(
+      cfg.metrics,
+      () => parts.p === null ? "" : renderMetrics(parts.p.stack, parts.p.fw.firewall.stats),
+    );
+  } catch (e) {
+    console.error(`[!] Failed to start metrics: ${e instanceof Error ? e.message : e}`);
+    throw new StartFailure(EXIT_METRICS);
+  }
+  console.error(`[ ] #${Deno.pid} Running metrics on ${m.where}`);
+  down.add(() => {
+    console.error(`[ ] #${Deno.pid} Stopping metrics`);
+    void m.close();
+  });
+}
+
+async function runStopping(cfg: Config, stopper: Stopper): Promise<number> {
   // Firewall lines (resolved names, blocked flows) go to stderr: stdout carries only the
   // connection lines scripts written for slirpnetstack read one by one.
   const fwLog = cfg.quiet ? () => {} : (line: string) => console.error(line);
@@ -218,11 +383,15 @@ export async function runDaemon(cfg: Config): Promise<number> {
     // Checked before the guest is touched: a bad fd is a start failure, not a half-made tap.
     const exitFd = cfg.exitFd === null ? null : new WatchedFd(cfg.exitFd, "--exit-fd");
     if (exitFd !== null) down.add(() => exitFd.close());
+    const holder: { p: Parts | null } = { p: null };
+    startMetrics(cfg, holder, down);
     const parts = await build(cfg, prepared, down, fwLog);
-    if (!(await openForwards(cfg, parts, down))) return 1;
+    holder.p = parts;
+    const failed = await openForwards(cfg, parts, down);
+    if (failed !== 0) return failed;
     // Everything that needs privileges is done: confine before the guest may speak.
     confine(cfg, (line) => console.error(line));
-    await serve(cfg, parts, exitFd, down);
+    await serve(cfg, parts, exitFd, down, stopper);
     down.run();
     if (!cfg.quiet) console.error(stopLine(parts));
     return 0;

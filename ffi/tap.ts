@@ -8,7 +8,19 @@
 // Existence checks ask the guest netns (SIOCGIFINDEX on the guest's netlink socket), never
 // /sys/class/net: sysfs shows the netns of whoever mounted it, i.e. the host's.
 
-import { EAGAIN, EBUSY, EINVAL, EIO, ENOBUFS, ENODEV } from "./errno.ts";
+import {
+  EAGAIN,
+  EBUSY,
+  ECONNREFUSED,
+  ECONNRESET,
+  EINVAL,
+  EIO,
+  ENOBUFS,
+  ENODEV,
+  ENOTCONN,
+  EPIPE,
+  errnoName,
+} from "./errno.ts";
 import { check, errno, openLibc, SyscallError } from "./libc.ts";
 import { closeFd, guestHere, GuestNetns, O_NONBLOCK } from "./netns.ts";
 
@@ -17,6 +29,7 @@ const TUNSETIFF = 0x400454ca; // _IOW('T', 202, int), arg: struct ifreq *
 const TUNGETFEATURES = 0x800454cf; // _IOR('T', 207, unsigned int), arg: unsigned int *
 const TUNSETOFFLOAD = 0x400454d0; // _IOW('T', 208, unsigned int), arg: the flags by value
 const TUNSETVNETHDRSZ = 0x400454d8; // _IOW('T', 216, int), arg: int *
+const TUNGETIFF = 0x800454d2; // _IOR('T', 210, unsigned int), arg: struct ifreq *
 const SIOCGIFINDEX = 0x8933; // arg: struct ifreq * (name in, ifr_ifindex out)
 
 // struct ifreq (40 bytes): char ifr_name[16]; then a union at 16 holding
@@ -36,6 +49,9 @@ export const TUN_F_TSO6 = 0x04;
 /** sizeof(struct virtio_net_hdr): flags u8, gso_type u8, hdr_len, gso_size, csum_start, csum_offset u16. */
 export const VNET_HDR_LEN = 10;
 
+const F_GETFD = 1;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
 const F_GETFL = 3;
 const F_SETFL = 4;
 
@@ -68,6 +84,8 @@ export class Tap {
   #fd: number;
   /** Frames dropped by `write` because the tap queue was full or the link down. */
   writeDrops = 0;
+  /** -fd: the socket's peer is gone (read or write said so); the daemon stops. */
+  peerGone = false;
 
   constructor(
     fd: number,
@@ -101,6 +119,10 @@ export class Tap {
     if (n >= 0) return n;
     const e = errnoView.getInt32(0);
     if (e === EAGAIN) return 0;
+    if (gone(e)) {
+      this.peerGone = true;
+      return 0;
+    }
     throw new SyscallError("read", e, this.name);
   }
 
@@ -112,7 +134,8 @@ export class Tap {
   write(buf: Uint8Array, len: number): boolean {
     if (Number(libc.write(this.#fd, buf, len)) >= 0) return true;
     const e = errnoView.getInt32(0);
-    if (e === EAGAIN || e === ENOBUFS || e === EIO) {
+    if (e === EAGAIN || e === ENOBUFS || e === EIO || gone(e)) {
+      if (gone(e)) this.peerGone = true;
       this.writeDrops++;
       return false;
     }
@@ -124,6 +147,11 @@ export class Tap {
     closeFd(this.#fd);
     this.#fd = -1;
   }
+}
+
+/** A -fd socket whose other end was closed (never seen on a tap). */
+function gone(e: number): boolean {
+  return e === ECONNREFUSED || e === ECONNRESET || e === ENOTCONN || e === EPIPE;
 }
 
 function ifreq(name: string): Uint8Array<ArrayBuffer> {
@@ -230,6 +258,38 @@ function setup(fd: number, opts: TapOptions, g: GuestNetns): Tap {
   const fl = check(libc.fcntl(fd, F_GETFL, 0), "fcntl F_GETFL", name);
   check(libc.fcntl(fd, F_SETFL, fl | O_NONBLOCK), "fcntl F_SETFL", name);
   return new Tap(fd, name, ifindex, vnet ? VNET_HDR_LEN : 0, offloadFlags, before === 0);
+}
+
+/**
+ * -fd: an inherited descriptor that carries one Ethernet frame per read and write, as
+ * slirpnetstack's -fd: a socketpair(AF_UNIX, SOCK_DGRAM) end (gVisor hands its link over
+ * that way) or an attached tap fd. A tap is recognised by TUNGETIFF; if its owner turned
+ * IFF_VNET_HDR on, the header is used (10 bytes) with the offloads the kernel accepts.
+ * Made nonblocking and close-on-exec. Throws with a line naming the flag.
+ */
+export function adoptFrameFd(fd: number, vnetHdr: boolean): Tap {
+  const what = `-fd ${fd}`;
+  const fdFlags = libc.fcntl(fd, F_GETFD, 0);
+  if (fdFlags < 0) throw new Error(`${what}: not an open descriptor (${errnoName(errno())})`);
+  libc.fcntl(fd, F_SETFD, fdFlags | FD_CLOEXEC);
+  const fl = check(libc.fcntl(fd, F_GETFL, 0), "fcntl F_GETFL", what);
+  const ifr = ifreq("");
+  let vnet = false, offloadFlags = 0, name = `fd${fd}`;
+  if (libc.ioctl(fd, TUNGETIFF, ifr) === 0) {
+    const flags = new DataView(ifr.buffer).getUint16(IFR_UNION, true);
+    if ((flags & IFF_TAP) === 0) throw new Error(`${what}: a tun (IP) device, not a tap`);
+    const end = ifr.indexOf(0);
+    name = new TextDecoder().decode(ifr.subarray(0, end < 0 ? IFNAMSIZ : end));
+    vnet = (flags & IFF_VNET_HDR) !== 0;
+    if (vnet) {
+      const u32 = new Uint32Array([VNET_HDR_LEN]);
+      check(libc.ioctl(fd, TUNSETVNETHDRSZ, new Uint8Array(u32.buffer)), "TUNSETVNETHDRSZ", what);
+      offloadFlags = vnetHdr ? setOffload(fd, name) : 0;
+    }
+    if (offloadFlags === 0) libc.ioctlVal(fd, TUNSETOFFLOAD, 0);
+  }
+  check(libc.fcntl(fd, F_SETFL, fl | O_NONBLOCK), "fcntl F_SETFL", what);
+  return new Tap(fd, name, 0, vnet ? VNET_HDR_LEN : 0, offloadFlags, false);
 }
 
 /** Tries TSO + checksum, then checksum only; returns what the kernel accepted. */

@@ -166,9 +166,12 @@ export class Stack {
     };
     // A remote forward's connection carries it (its log lines, its end when it is removed);
     // the host side of its label is the target until the connect succeeds.
+    const remoteClosed = (c: Conn) =>
+      this.forwards.accountRemote(c.bytesFromGuest, c.bytesFromHost);
     const tag = (c: Conn, t: Admission) => {
       if (typeof t !== "object" || t.owner === undefined) return;
       c.fwd = t.owner;
+      c.onHostClosed = remoteClosed;
       if (!opts.quiet) {
         const a = formatIp(t.addr);
         c.hostLabel = t.family === 4 ? `${a}:${t.port}` : `[${a}]:${t.port}`;
@@ -234,8 +237,11 @@ export class Stack {
 
   /** One frame as read from the tap (with the virtio-net header when the tap has one). */
   input(b: Uint8Array, n: number): void {
-    this.counters.framesIn++;
     const vl = this.#vnetLen;
+    this.counters.framesIn++;
+    this.counters.bytesIn += n - vl;
+    const cap = this.tx.capture; // -pcap
+    if (cap !== null && n > vl) cap.write(b, vl, n - vl);
     const ip = this.#ip;
     if (vl > 0) {
       const h = this.#vnet;

@@ -4,6 +4,9 @@
 export class Counters {
   framesIn = 0;
   framesOut = 0;
+  /** Ethernet bytes (no vnet header) in each direction. */
+  bytesIn = 0;
+  bytesOut = 0;
   /** Shorter than an Ethernet header, or a vnet header that makes no sense. */
   dropMalformedLink = 0;
   /** Ethernet frames not for us (another unicast MAC) or of an ethertype we do not speak. */

@@ -56,7 +56,7 @@ export class Flow implements Keyed {
 }
 
 /** Why a flow ended. */
-export type CloseReason = "idle" | "evicted" | "error" | "shutdown";
+export type CloseReason = "idle" | "evicted" | "error" | "shutdown" | "replied";
 
 export class FlowTable<F extends Flow> {
   readonly #table: ConnTable<F>;

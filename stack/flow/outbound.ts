@@ -20,6 +20,8 @@ export interface FlowTarget {
    * loopback). Its flows carry it: they log as "remote-fwd conn" and end when it is removed.
    */
   owner?: object;
+  /** udprpc: the flow ends once the target's first answer reached the guest. */
+  rpc?: boolean;
 }
 
 /** Gives the target now (hostnames and resolv.conf servers change); null = refuse. */

@@ -2,10 +2,16 @@
 // slirpnetstack's defAddress). Flows ask `current()` synchronously; when the answer is older
 // than the TTL a background lookup refreshes it, and until then the old answer is used (a
 // lookup never blocks the event loop, and a failed refresh keeps the last good address).
+//
+// SRV labels (slirpnetstack's, srv.ts): `name@srv-PORT` or `name@srv-HOST:PORT` ask that DNS
+// server for name's SRV records; the first record (RFC 2782 order) gives the address and the
+// port (`port`, which replaces the spec's port when it is not 0). With --dns-ttl 0 every new
+// flow starts a lookup; as for names, the flow that starts it uses the answer before it.
 
 import { lookup } from "node:dns/promises";
 import { formatIp } from "../wire/bytes.ts";
 import { parseAddr } from "./spec.ts";
+import { parseSrvLabel, resolveLabel } from "./srv.ts";
 
 /** Resolves a host name to its addresses (getaddrinfo order). */
 export type Resolver = (name: string) => Promise<Uint8Array[]>;
@@ -38,6 +44,9 @@ export class HostAddr {
   error = "";
   /** A host name (resolved with the TTL), not a literal. */
   readonly isName: boolean;
+  /** An SRV label (name@srv-...): the lookup gives the port too. */
+  readonly isSrv: boolean;
+  #port = 0;
 
   constructor(
     /** As written (a literal or a name). */
@@ -48,6 +57,12 @@ export class HostAddr {
   ) {
     this.#addr = literal;
     this.isName = literal === null;
+    this.isSrv = this.isName && parseSrvLabel(text).kind === "srv";
+  }
+
+  /** The SRV record's port (0: none, or not an SRV label): replaces the spec's port. */
+  get port(): number {
+    return this.#port;
   }
 
   /** A literal address, or a name. */
@@ -74,12 +89,21 @@ export class HostAddr {
   }
 
   #stale(): boolean {
-    return this.#fetched > 0 && Date.now() - this.#fetched > this.ttlMs;
+    return this.#fetched > 0 && Date.now() - this.#fetched >= this.ttlMs;
   }
 
   async #lookup(): Promise<void> {
     this.#fetched = Date.now();
     try {
+      if (this.isSrv) {
+        const r = await resolveLabel(this.text);
+        const ip = parseAddr(r.ip);
+        if (ip === null) throw new Error(`SRV target address "${r.ip}" is not an IP address`);
+        this.#addr = ip;
+        this.#port = r.port;
+        this.error = "";
+        return;
+      }
       const all = await this.resolver(this.text);
       // Prefer IPv4, as slirpnetstack does ("no real reason"): stable across runs.
       this.#addr = all.find((a) => a.length === 4) ?? all[0];

@@ -34,7 +34,11 @@ export interface Forward {
 
 /** A forward could not be set up; the message is the whole line (without "[!] "). */
 export class ForwardError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** A name (bind or target) did not resolve (slirpnetstack's exit 246 for -R). */
+    readonly unresolved = false,
+  ) {
     super(message);
     this.name = "ForwardError";
   }
@@ -65,7 +69,16 @@ export interface ForwardsOptions {
 const PORT_LO = 32768;
 const PORT_SPAN = 61000 - PORT_LO;
 
+/** Payload bytes forwards carried, added when a connection or flow ends (-m /metrics). */
+export class FwdBytes {
+  localToGuest = 0;
+  localFromGuest = 0;
+  remoteToHost = 0;
+  remoteFromHost = 0;
+}
+
 export class FwdShared {
+  readonly bytes = new FwdBytes();
   readonly #scratch = new Uint8Array(32);
   #next = Math.floor(Math.random() * PORT_SPAN);
 

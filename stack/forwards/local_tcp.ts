@@ -27,7 +27,14 @@ import {
   retryable,
   unmap,
 } from "./common.ts";
-import { parseProxyHeader, PP_BAD, PP_MAX, PP_MORE, type ProxyHeader } from "./proxyproto.ts";
+import {
+  parseProxyHeader,
+  PP_BAD,
+  PP_MAX,
+  PP_MORE,
+  ppError,
+  type ProxyHeader,
+} from "./proxyproto.ts";
 import type { ForwardSpec } from "./spec.ts";
 
 /** Connections accepted per readiness event (then other sockets get their turn). */
@@ -145,7 +152,7 @@ export class LocalTcp implements Forward {
     }
     const family = target.length === 4 ? 4 : 6;
     // Target port 0: the port the client connected to (or the one its PROXY header names).
-    const guestPort = this.spec.targetPort || (pp?.dst?.port ?? this.#port);
+    const guestPort = this.target.port || this.spec.targetPort || (pp?.dst?.port ?? this.#port);
     const src = sh.guestSource(family, client);
     const srcPort = sh.tcpPort(family, target, guestPort, src);
     const c = srcPort < 0
@@ -167,6 +174,8 @@ export class LocalTcp implements Forward {
     const full = this.#conns.get(c);
     if (full === undefined) return;
     this.#conns.delete(c);
+    this.sh.bytes.localToGuest += c.bytesFromHost;
+    this.sh.bytes.localFromGuest += c.bytesFromGuest;
     const note = c.doneNote ? ` (${c.doneNote})` : "";
     this.sh.log(`[-] ${full}done: l=${c.bytesFromHost} r=${c.bytesFromGuest}${note}`);
   }
@@ -203,7 +212,7 @@ export class LocalTcp implements Forward {
     const h = parseProxyHeader(ppBuf, n);
     if (h === PP_MORE) return;
     if (h === PP_BAD) {
-      this.#headerFailed(p, "bad magic");
+      this.#headerFailed(p, ppError.reason);
       return;
     }
     const hdr = h as ProxyHeader;

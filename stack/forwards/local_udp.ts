@@ -8,11 +8,20 @@
 //     guest sees it, and its handler sendto()s the payload to the client from the tap buffer.
 //
 // Flows end after --udp-timeout idle (FlowTable: one timer per flow, LRU eviction when full).
+//
+// slirpnetstack's two variants (fwd.go, proxy.go, kacon.go):
+//   udprpc://  the flow ends right after the guest's first reply reached the client (one
+//              request, one answer; the next datagram of that client opens a new flow);
+//   udpspp://  Cloudflare's Simple Proxy Protocol (spp.ts): a flow's first datagram must carry
+//              a valid 38-byte header; its client address becomes the source the guest sees
+//              (and its proxy port the target port when that is 0), the header is kept; later
+//              datagrams lose their first 38 bytes unchecked (shorter ones are dropped); every
+//              reply to the client gets the kept header in front, unchanged.
 
 import { EAGAIN } from "../../ffi/errno.ts";
 import { EPOLLIN } from "../base/names.ts";
 import { UdpSocket } from "../../ffi/socket.ts";
-import { formatIp } from "../wire/bytes.ts";
+import { copyBytes, formatIp } from "../wire/bytes.ts";
 import { type CloseReason, Flow, FlowTable } from "../flow/datagram.ts";
 import { MAX_PAYLOAD4, MAX_PAYLOAD6 } from "../udp/host.ts";
 import type { PacketMeta } from "../ip/meta.ts";
@@ -29,6 +38,7 @@ import {
   unmap,
 } from "./common.ts";
 import type { ForwardSpec } from "./spec.ts";
+import { SPP_HEADER_LEN, SppFlow, SppView } from "./spp.ts";
 
 /** Datagrams read per readiness event. */
 const RECV_BUDGET = 64;
@@ -48,7 +58,12 @@ class ClientFlow extends Flow {
   targetPort = 0;
   unregister: (() => void) | null = null;
   label = "";
+  /** udpspp: the first datagram's header, prefixed to every reply. */
+  spp: SppFlow | null = null;
 }
+
+/** udpspp: the reply being built (header + payload); one per process, used synchronously. */
+let sppOut: Uint8Array | null = null;
 
 export class LocalUdp implements Forward {
   readonly entry: ForwardEntry;
@@ -58,6 +73,7 @@ export class LocalUdp implements Forward {
   readonly #flows: FlowTable<ClientFlow>;
   /** Lookup key: the client address at 0, zeros at 16 (the "remote" half of the key). */
   readonly #key = new Uint8Array(32);
+  readonly #sppView = new SppView();
 
   constructor(
     private readonly sh: FwdShared,
@@ -109,7 +125,8 @@ export class LocalUdp implements Forward {
     const la = sock.localAddress();
     this.#local = la ? addrPort(la.addr, la.port) : addrPort(this.bind, this.#port);
     this.sh.o.poller.add(sock, EPOLLIN, () => this.#recv());
-    this.sh.log(`[+] local-fwd Local listen udp://${this.#local}`);
+    const pp = this.spec.proxy ? "PP " : "";
+    this.sh.log(`[+] local-fwd Local ${pp}listen udp://${this.#local}`);
   }
 
   /** Client datagrams → guest, each straight from the tap buffer. */
@@ -139,13 +156,28 @@ export class LocalUdp implements Forward {
         this.#flows.close(f, "error");
         f = null;
       }
+      let off = po, len = n;
       if (f === null) {
-        f = this.#open(kf, s.fromAddr.slice(0, alen), s.fromPort, gf, target);
+        let spp: SppFlow | null = null;
+        if (this.spec.proxy) {
+          spp = SppFlow.first(this.#sppView, buf, po, n);
+          if (spp === null) {
+            this.#sppError(s.fromAddr.slice(0, alen), s.fromPort, this.#sppView.reason);
+            continue;
+          }
+        }
+        f = this.#open(kf, s.fromAddr.slice(0, alen), s.fromPort, gf, target, spp);
         if (f === null) continue;
       }
-      if (udp.sendTo(f.gf, f.src, f.srcPort, f.target, f.targetPort, buf, po, n)) {
+      if (f.spp !== null) {
+        // (the first datagram's header was checked above; later ones are stripped blindly)
+        len = f.spp.inboundPayloadLen(n);
+        if (len < 0) continue;
+        off = po + SPP_HEADER_LEN;
+      }
+      if (udp.sendTo(f.gf, f.src, f.srcPort, f.target, f.targetPort, buf, off, len)) {
         f.pktsOut++;
-        f.bytesOut += n;
+        f.bytesOut += len;
       }
       this.#flows.touch(f);
     }
@@ -157,13 +189,18 @@ export class LocalUdp implements Forward {
     clientPort: number,
     gf: 4 | 6,
     target: Uint8Array,
+    spp: SppFlow | null,
   ): ClientFlow | null {
     const sh = this.sh;
     const f = new ClientFlow(kf, client, clientPort, new Uint8Array(client.length), 0);
     f.gf = gf;
-    f.src = sh.guestSource(gf, unmap(client)).slice();
+    f.spp = spp;
+    // udpspp: the guest sees the client the header names (as a tcppp PROXY header does).
+    const seen = spp === null ? unmap(client) : unmap(spp.header.slice(2, 18));
+    f.src = sh.guestSource(gf, seen).slice();
     f.target = target;
-    f.targetPort = this.spec.targetPort || this.#port;
+    const sppPort = spp === null ? 0 : this.#sppView.proxyPort;
+    f.targetPort = this.target.port || this.spec.targetPort || sppPort || this.#port;
     const svc = sh.udpService(gf, f.src, (m, off, len) => this.#reply(f, m, off, len));
     if (svc === null) {
       sh.log(`[!] udp://${addrPort(client, clientPort)}-${this.#local} local-fwd error: no port`);
@@ -176,25 +213,44 @@ export class LocalUdp implements Forward {
       f.label = `udp://${addrPort(client, clientPort)}-${this.#local}/${
         addrPort(f.src, f.srcPort)
       }-${addrPort(target, f.targetPort)}`;
-      sh.log(`[+] ${f.label} local-fwd conn`);
+      sh.log(`[+] ${f.label} local-fwd ${spp === null ? "" : "PP "}conn`);
     }
     return f;
+  }
+
+  #sppError(client: Uint8Array, clientPort: number, why: string): void {
+    const to = addrPort(this.target.text, this.spec.targetPort || this.#port);
+    this.sh.log(
+      `[!] udp://${addrPort(client, clientPort)}-${this.#local}/${to} local-fwd PP error: ${why}`,
+    );
   }
 
   /** A guest datagram to the flow's source address and port: to the client. */
   #reply(f: ClientFlow, m: PacketMeta, off: number, len: number): void {
     const s = this.#sock;
     if (s === null || !f.open) return;
-    if (s.sendTo(m.b, off, len, f.guestAddr, f.guestPort) >= 0) {
+    let b = m.b, o = off, n = len;
+    if (f.spp !== null) {
+      const out = sppOut ??= new Uint8Array(SPP_HEADER_LEN + MAX_PAYLOAD6);
+      if (len > out.length - SPP_HEADER_LEN) return;
+      f.spp.prefixReply(out, 0);
+      copyBytes(out, SPP_HEADER_LEN, m.b, off, len);
+      b = out, o = 0, n = SPP_HEADER_LEN + len;
+    }
+    if (s.sendTo(b, o, n, f.guestAddr, f.guestPort) >= 0) {
       f.pktsIn++;
       f.bytesIn += len;
     }
-    this.#flows.touch(f);
+    // udprpc: one answer ends the flow (slirpnetstack closes on the first write).
+    if (this.spec.rpc) this.#flows.close(f, "replied");
+    else this.#flows.touch(f);
   }
 
   #closed(f: ClientFlow, why: CloseReason): void {
     f.unregister?.();
     f.unregister = null;
+    this.sh.bytes.localToGuest += f.bytesOut;
+    this.sh.bytes.localFromGuest += f.bytesIn;
     if (f.label) {
       this.sh.log(`[-] ${f.label} local-fwd done: l=${f.bytesOut} r=${f.bytesIn} (${why})`);
     }

@@ -16,6 +16,7 @@ import {
   type ForwardEntry,
   ForwardError,
   type ForwardsOptions,
+  type FwdBytes,
   FwdShared,
   transport,
 } from "./common.ts";
@@ -57,6 +58,7 @@ export class Forwards {
             (e as Error).message
           }`
           : `Failed to resolve bind address: ${(e as Error).message}`,
+        true,
       );
     }
     try {
@@ -66,6 +68,7 @@ export class Forwards {
         `Failed to resolve target ${addrPort(target.text, spec.targetPort)}: ${
           (e as Error).message
         }`,
+        true,
       );
     }
     if (this.#closed) throw new ForwardError("shutting down");
@@ -97,6 +100,17 @@ export class Forwards {
       if (dir === undefined || f.entry.dir === dir) out.push({ ...f.entry });
     }
     return out.sort((a, b) => a.id - b.id);
+  }
+
+  /** Bytes carried by forwards' finished connections and flows. */
+  bytes(): Readonly<FwdBytes> {
+    return this.#sh.bytes;
+  }
+
+  /** A remote forward's TCP connection ended (its host socket closed). */
+  accountRemote(fromGuest: number, fromHost: number): void {
+    this.#sh.bytes.remoteToHost += fromGuest;
+    this.#sh.bytes.remoteFromHost += fromHost;
   }
 
   get size(): number {

@@ -55,8 +55,9 @@ export class RemoteFwd implements Forward {
       return {
         family: a.length === 4 ? 4 : 6,
         addr: a,
-        port: this.spec.targetPort || port,
+        port: this.target.port || this.spec.targetPort || port,
         owner: this, // its flows are tagged with it: see close()
+        rpc: this.spec.rpc,
       };
     };
     try {

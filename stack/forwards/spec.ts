@@ -6,8 +6,9 @@
 //   [PROTO://]BINDIP:BINDPORT:TARGETIP:TARGETPORT
 //
 // The spec splits on colons outside `[...]` (so `[::1]:80` is two parts); every part may be
-// empty (`udp://:0::53`). PROTO is tcp (default), udp, or tcppp (TCP whose clients start with
-// a PROXY protocol header, v1 or v2). A missing target port is the bind port; port 0 is "pick
+// empty (`udp://:0::53`). PROTO is tcp (default), udp, tcppp (TCP whose clients start with
+// a PROXY protocol header, v1 or v2), udpspp (UDP whose datagrams carry Cloudflare's 38-byte
+// Simple Proxy Protocol header: spp.ts) or udprpc (UDP whose flow ends after the first reply). A missing target port is the bind port; port 0 is "pick
 // one" when binding and "the port the flow came to" as a target. IP parts are literals or host
 // names (resolved later, with a TTL). Defaults depend on the guest's addresses (--cidr), so
 // parsing leaves them null and `withDefaults` fills them in.
@@ -17,6 +18,7 @@
 // (slirpnetstack ignores the first and fails later on the others).
 
 import { isV4Mapped, parseIp } from "../wire/bytes.ts";
+import { parseSrvLabel } from "./srv.ts";
 
 export { isV4Mapped };
 
@@ -27,8 +29,10 @@ export interface ForwardSpec {
   /** As written: tcp, udp, tcppp (the API socket also gives tcp4, tcp6, udp4, udp6). */
   network: string;
   proto: 6 | 17;
-  /** tcppp: clients send a PROXY protocol header first. */
+  /** tcppp: clients send a PROXY protocol header first; udpspp: SPP on every datagram. */
   proxy: boolean;
+  /** udprpc: a client's flow ends with the guest's first reply (one request, one answer). */
+  rpc: boolean;
   /** Only this family for the listener (API tcp4/tcp6/udp4/udp6); null: from the address. */
   family: 4 | 6 | null;
   /** IP literal or host name; null: the default for the direction. */
@@ -83,6 +87,13 @@ export function parseAddr(s: string): Uint8Array | null {
 function hostPart(what: string, s: string): string | null {
   if (s === "") return null;
   if (parseAddr(s) !== null) return s;
+  if (s.includes("@")) {
+    // slirpnetstack's SRV label: name@srv-PORT or [name@srv-HOST:PORT] (srv.ts)
+    const l = parseSrvLabel(s);
+    if (l.kind === "error") throw new SpecError(`${what} "${s}": ${l.reason}`);
+    if (l.kind === "srv" && HOSTNAME.test(l.srv.query)) return s;
+    throw new SpecError(`${what} "${s}" is not a name@srv-[HOST:]PORT label`);
+  }
   if (s.includes(":")) throw new SpecError(`${what} "${s}" is not an IP address`);
   if (!HOSTNAME.test(s) || /^[0-9.]+$/.test(s)) {
     throw new SpecError(`${what} "${s}" is neither an IP address nor a host name`);
@@ -98,10 +109,15 @@ function portPart(what: string, s: string): number | null {
   return Number(s);
 }
 
-const NETWORKS: Record<string, { proto: 6 | 17; proxy: boolean; family: 4 | 6 | null }> = {
-  tcp: { proto: 6, proxy: false, family: null },
-  udp: { proto: 17, proxy: false, family: null },
-  tcppp: { proto: 6, proxy: true, family: null },
+const NETWORKS: Record<
+  string,
+  { proto: 6 | 17; proxy: boolean; rpc: boolean; family: 4 | 6 | null }
+> = {
+  tcp: { proto: 6, proxy: false, rpc: false, family: null },
+  udp: { proto: 17, proxy: false, rpc: false, family: null },
+  tcppp: { proto: 6, proxy: true, rpc: false, family: null },
+  udpspp: { proto: 17, proxy: true, rpc: false, family: null },
+  udprpc: { proto: 17, proxy: false, rpc: true, family: null },
 };
 
 /** Parses one -L / -R value; throws SpecError with the reason. */
@@ -117,10 +133,12 @@ export function parseForwardSpec(dir: FwdDir, value: string): ForwardSpec {
   }
   const net = NETWORKS[network];
   if (net === undefined) {
-    throw new SpecError(`unknown network type "${network}" (tcp, udp or tcppp)`);
+    throw new SpecError(
+      `unknown network type "${network}" (tcp, udp, tcppp, udpspp or udprpc)`,
+    );
   }
   if (net.proxy && dir === "remote") {
-    throw new SpecError("tcppp (PROXY protocol) is for -L only");
+    throw new SpecError(`${network} is for -L only`);
   }
   const p = splitHostPort(rest);
   let bindIp = "", bindPort = "", hostIp = "", hostPort = "";
@@ -148,6 +166,7 @@ export function parseForwardSpec(dir: FwdDir, value: string): ForwardSpec {
     network,
     proto: net.proto,
     proxy: net.proxy,
+    rpc: net.rpc,
     family: net.family,
     bindHost: hostPart("bind address", bindIp),
     bindPort: bp,

@@ -28,6 +28,11 @@ export interface FrameSink {
   write(buf: Uint8Array, len: number): boolean;
 }
 
+/** -pcap: sees every frame that crossed the link (Ethernet, no vnet header). */
+export interface FrameCapture {
+  write(b: Uint8Array, o: number, n: number): boolean;
+}
+
 const ETH_LEN = 14;
 export const TX_BUFFER_SIZE = 128 * 1024;
 
@@ -39,6 +44,8 @@ export class Tx {
   /** The guest's MAC (learned by the link layer); broadcast until then. */
   readonly guestMac = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
   #ident = 1;
+  /** -pcap; null when off (the one check on the path). */
+  capture: FrameCapture | null = null;
 
   constructor(
     private readonly sink: FrameSink,
@@ -171,6 +178,8 @@ export class Tx {
   #write(len: number): boolean {
     if (this.sink.write(this.buf, len)) {
       this.counters.framesOut++;
+      this.counters.bytesOut += len - this.vnetLen;
+      if (this.capture !== null) this.capture.write(this.buf, this.vnetLen, len - this.vnetLen);
       return true;
     }
     this.counters.txDrops++;

@@ -77,6 +77,8 @@ export class TcpStats {
   segsIn = 0;
   segsOut = 0;
   opened = 0;
+  /** Connections slirpd opened toward the guest (local forwards). */
+  openedToGuest = 0;
   established = 0;
   closed = 0;
   connectErrors = 0;

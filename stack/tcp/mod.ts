@@ -121,6 +121,7 @@ export class TcpStack extends TcpEngine {
     c.sndNxt = c.sndMax = seqAdd(c.iss, 1);
     c.state = SYN_SENT;
     c.sock = sock;
+    this.stats.openedToGuest++;
     c.lastHeard = this.now();
     initCongestion(c);
     this.table.insert(c);

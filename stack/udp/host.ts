@@ -54,6 +54,8 @@ export interface UdpHostCtx {
     icmpRelayed: number;
   };
   touch(f: UdpFlow): void;
+  /** Ends a flow whose one answer reached the guest (a -R udprpc:// forward). */
+  replied(f: UdpFlow): void;
 }
 
 /** The host socket has datagrams (EPOLLIN) or an error queued (EPOLLERR). */
@@ -85,6 +87,10 @@ function pull(t: UdpHostCtx, f: UdpFlow): void {
     f.bytesIn += n;
     t.stats.toGuest++;
     t.stats.bytesToGuest += n;
+    if (f.redirect !== null && f.redirect.rpc === true) {
+      t.replied(f);
+      return;
+    }
     t.touch(f);
   }
 }

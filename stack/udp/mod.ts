@@ -148,6 +148,11 @@ export class UdpStack implements Transport {
     this.flows.touch(f);
   }
 
+  /** A udprpc redirect's flow delivered its answer to the guest: it ends. */
+  replied(f: UdpFlow): void {
+    this.flows.close(f, "replied");
+  }
+
   /** Registers a local service (see the file comment); returns its unregister function. */
   addLocalService(
     family: 4 | 6,
@@ -316,7 +321,13 @@ export class UdpStack implements Transport {
     let bindAddr: Uint8Array | null = null;
     if (verdict === FlowVerdict.Redirected && out.target !== null) {
       const t = out.target;
-      f.redirect = { family: t.family, addr: t.addr.slice(), port: t.port, owner: t.owner };
+      f.redirect = {
+        family: t.family,
+        addr: t.addr.slice(),
+        port: t.port,
+        owner: t.owner,
+        rpc: t.rpc,
+      };
       toFamily = t.family;
       toAddr = f.redirect.addr;
       toPort = t.port;

@@ -12,6 +12,7 @@ import {
   parseProxyHeader,
   PP_BAD,
   PP_MORE,
+  ppError,
   type ProxyHeader,
 } from "../../stack/forwards/proxyproto.ts";
 import { formatIp, parseIp } from "../../stack/wire/bytes.ts";
@@ -100,6 +101,28 @@ Deno.test("proxy protocol v1: TCP4, TCP6, UNKNOWN, partial and bad", () => {
   assert.equal(parseProxyHeader(enc("PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n"), 31), PP_BAD);
   assert.equal(parseProxyHeader(enc("PROXY TCP4 ::1 ::1 1 2\r\n"), 24), PP_BAD);
   assert.equal(parseProxyHeader(enc("PROXY " + "x".repeat(120)), 126), PP_BAD);
+});
+
+Deno.test("proxy protocol: a bad header says what was wrong (not 'bad magic' for a good one)", () => {
+  const why = (s: string) => {
+    assert.equal(parseProxyHeader(enc(s), s.length), PP_BAD, s);
+    return ppError.reason;
+  };
+  assert.match(why("GET / HTTP/1.1\r\n"), /^bad magic/);
+  assert.equal(why("PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n"), "v1 header has 3 fields after TCP4, not 4");
+  assert.equal(why("PROXY TCP4 ::1 ::1 1 2\r\n"), "v1 TCP4 header with IPv6 addresses");
+  assert.equal(
+    why("PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n"),
+    'v1 protocol "UDP4" (TCP4, TCP6 or UNKNOWN)',
+  );
+  assert.equal(
+    why("PROXY TCP4 1.2.3.x 5.6.7.8 1 2\r\n"),
+    'v1 source address "1.2.3.x" is not an IP address',
+  );
+  assert.equal(
+    why("PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\n"),
+    'v1 destination port "99999" is not a port number',
+  );
 });
 
 Deno.test("proxy protocol v2: PROXY over IPv4 and IPv6, LOCAL, TLVs, partial and bad", () => {
