@@ -282,11 +282,13 @@ export class Background implements AsyncDisposable {
   }
 
   /**
-   * Kills the process; then its descendants get a short grace to exit on their own (a helper
+   * Stops the process (SIGTERM, then SIGKILL); then its descendants get a short grace to exit on their own (a helper
    * sees its parent's pipe close); any still running are killed and reported as leftovers.
    */
   async [Symbol.asyncDispose](): Promise<void> {
-    await this.stop("SIGKILL", 2_000);
+    // SIGTERM first: a tool that has children of its own (tshark and its dumpcap) stops them;
+    // SIGKILL after the grace.
+    await this.stop("SIGTERM", 2_000);
     let strays = taggedProcesses(this.tag);
     for (let i = 0; i < 20 && strays.length > 0; i++) {
       await new Promise((r) => setTimeout(r, 100));
