@@ -291,6 +291,7 @@ export function helpText(): string {
     "",
     "usage: slirpd --netns PATH [--interface NAME] [OPTIONS]      (slirpnetstack form)",
     "       slirpd [OPTIONS] PID|PATH [TAPNAME]                    (slirp4netns form)",
+    "       slirpd [OPTIONS] -- CMD [ARGS...]                      (CMD in a namespace of its own)",
     "",
     "options:",
   ];

@@ -97,6 +97,20 @@ class Teardown {
   }
 }
 
+/**
+ * How `slirpd -- CMD` (daemon/command.ts) embeds the daemon: CMD owns stdout and the signals,
+ * so connection lines go to stderr, there is no readiness or stop line, and a signal goes to
+ * `signal` (which passes it to CMD) instead of stopping the loop.
+ */
+export interface Embedding {
+  /** The guest is served (in place of the readiness line); `stop` ends the loop. */
+  ready(stop: () => void): void;
+  /** SIGINT, SIGTERM or SIGHUP arrived. */
+  signal(sig: Deno.Signal): void;
+}
+
+const EMBEDDED_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
 /** The parts of a running daemon. */
 interface Parts {
   plan: NetPlan;
@@ -111,9 +125,14 @@ async function build(
   prepared: Awaited<ReturnType<typeof prepareFirewall>>,
   down: Teardown,
   fwLog: (line: string) => void,
+  embedded: boolean,
 ): Promise<Parts> {
   const plan = netPlanFrom(cfg.cidr4, cfg.cidr6);
-  const log = cfg.quiet ? () => {} : (line: string) => console.log(line);
+  const log = cfg.quiet
+    ? () => {}
+    : embedded
+    ? (line: string) => console.error(line)
+    : (line: string) => console.log(line);
   const tap = await attach(cfg, plan);
   down.add(() => tap.close());
   const poller = new Poller();
@@ -171,13 +190,19 @@ async function openForwards(cfg: Config, p: Parts, down: Teardown): Promise<bool
 }
 
 /** Readiness, then the event loop until SIGINT, SIGTERM or --exit-fd. */
-async function serve(cfg: Config, p: Parts, exitFd: WatchedFd | null, down: Teardown) {
+async function serve(
+  cfg: Config,
+  p: Parts,
+  exitFd: WatchedFd | null,
+  down: Teardown,
+  embed?: Embedding,
+) {
   const stop = () => p.poller.stop();
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
+  const signals: Deno.Signal[] = embed ? EMBEDDED_SIGNALS : ["SIGINT", "SIGTERM"];
+  const handlers = signals.map((sig) => [sig, embed ? () => embed.signal(sig) : stop] as const);
+  for (const [sig, h] of handlers) Deno.addSignalListener(sig, h);
   down.add(() => {
-    Deno.removeSignalListener("SIGINT", stop);
-    Deno.removeSignalListener("SIGTERM", stop);
+    for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
   });
   // --exit-fd: readable (data or EOF) or hung up: the parent wants slirpd gone.
   if (exitFd !== null) {
@@ -186,7 +211,8 @@ async function serve(cfg: Config, p: Parts, exitFd: WatchedFd | null, down: Tear
   }
   // The fd first: whoever waits for either signal may act at once.
   if (cfg.readyFd !== null) writeAndClose(cfg.readyFd, "1", "--ready-fd");
-  console.error(`[+] #${Deno.pid} Slirpnetstack started`);
+  if (embed) embed.ready(stop);
+  else console.error(`[+] #${Deno.pid} Slirpnetstack started`);
   await p.poller.run(() => p.stack.tick());
 }
 
@@ -205,7 +231,7 @@ function stopLine(p: Parts): string {
   }`;
 }
 
-export async function runDaemon(cfg: Config): Promise<number> {
+export async function runDaemon(cfg: Config, embed?: Embedding): Promise<number> {
   // Firewall lines (resolved names, blocked flows) go to stderr: stdout carries only the
   // connection lines scripts written for slirpnetstack read one by one.
   const fwLog = cfg.quiet ? () => {} : (line: string) => console.error(line);
@@ -228,11 +254,11 @@ export async function runDaemon(cfg: Config): Promise<number> {
     // Checked before the guest is touched: a bad fd is a start failure, not a half-made tap.
     const exitFd = cfg.exitFd === null ? null : new WatchedFd(cfg.exitFd, "--exit-fd");
     if (exitFd !== null) down.add(() => exitFd.close());
-    const parts = await build(cfg, prepared, down, fwLog);
+    const parts = await build(cfg, prepared, down, fwLog, embed !== undefined);
     if (!(await openForwards(cfg, parts, down))) return 1;
-    await serve(cfg, parts, exitFd, down);
+    await serve(cfg, parts, exitFd, down, embed);
     down.run();
-    if (!cfg.quiet) console.error(stopLine(parts));
+    if (!cfg.quiet && !embed) console.error(stopLine(parts));
     return 0;
   } finally {
     down.run();

@@ -1,13 +1,14 @@
 // Raw file-descriptor calls for descriptors slirpd inherits (the slirp4netns --ready-fd and
 // --exit-fd contracts): Deno has no API to adopt an fd number.
 
-import { check, openLibc } from "./libc.ts";
+import { check, cstring, openLibc } from "./libc.ts";
 import type { Pollable } from "./poller.ts";
 
 const libc = openLibc({
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
 });
 
 const F_GETFD = 1;
@@ -49,4 +50,9 @@ export class WatchedFd implements Pollable {
     libc.close(this.#fd);
     this.#fd = -1;
   }
+}
+
+/** mkfifo(3): a named pipe at `path` (Deno has no API for one). */
+export function makeFifo(path: string, mode = 0o600): void {
+  check(libc.mkfifo(cstring(path), mode), "mkfifo", path);
 }
