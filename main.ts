@@ -4,6 +4,7 @@
 import { helpText, parseConfig, UsageError } from "./daemon/config.ts";
 import { runDaemon } from "./daemon/run.ts";
 import { parseCommandLine, runCommand, splitCommand } from "./daemon/command.ts";
+import { withRemedy } from "./daemon/remedy.ts";
 
 async function main(): Promise<number> {
   // `slirpd [OPTIONS] -- CMD [ARGS...]`: slirpd makes CMD's namespace (daemon/command.ts).
@@ -27,7 +28,7 @@ async function main(): Promise<number> {
       ? await runCommand(parsed.config, commandLine.command)
       : await runDaemon(parsed.config);
   } catch (e) {
-    console.error(`slirpd: ${e instanceof Error ? e.message : String(e)}`);
+    console.error(`slirpd: ${withRemedy(e, parsed.config)}`);
     return 1;
   }
 }

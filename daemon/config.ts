@@ -490,7 +490,7 @@ export function parseConfig(argv: string[]): ParseResult {
   } else netnsTarget(v["netns-type"] as string | undefined, "0"); // checks the value only
   if (netns === undefined || netns === "") {
     throw new UsageError(
-      "missing --netns PATH (or PID|PATH TAPNAME); see --help",
+      "missing --netns PATH (or PID|PATH [TAPNAME], or -- CMD [ARGS...]); see --help",
     );
   }
   if (
