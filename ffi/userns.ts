@@ -25,7 +25,7 @@
 // ip (iproute2) at run time, and /dev/net/tun usable by the user (0666, as distributions ship).
 
 import { EPERM } from "./errno.ts";
-import { check, errno, openLibc, SyscallError } from "./libc.ts";
+import { check, cstring, errno, openLibc, SyscallError } from "./libc.ts";
 import {
   closeFd,
   GuestNetns,
@@ -51,6 +51,7 @@ const libc = openLibc({
   ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
   syscall: { parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
 });
 
 export interface NetnsOwner {
@@ -151,12 +152,11 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
 
     // Ready once `ip` has opened its netlink socket (fd 3; before, fd 3 is nsenter's ns file).
     const deadline = Date.now() + timeoutMs;
+    // readlink(2) itself: Deno wants --allow-all for /proc/PID/fd paths (scripts/permissions.ts).
+    const linkBuf = new Uint8Array(256);
     const fdLink = (n: number) => {
-      try {
-        return Deno.readLinkSync(`/proc/${c.pid}/fd/${n}`);
-      } catch {
-        return "";
-      }
+      const len = Number(libc.readlink(cstring(`/proc/${c.pid}/fd/${n}`), linkBuf, 256n));
+      return len < 0 ? "" : new TextDecoder().decode(linkBuf.subarray(0, len));
     };
     while (!fdLink(3).startsWith("socket:")) {
       if (exited || Date.now() > deadline) {

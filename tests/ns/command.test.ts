@@ -17,6 +17,8 @@ import {
   taggedProcesses,
 } from "../support/harness.ts";
 
+import { PERMISSION_FLAGS } from "../../scripts/permissions.ts";
+
 const REPO = new URL("../..", import.meta.url).pathname;
 const SKIP = needs("unshare", "nsenter", "curl");
 
@@ -133,7 +135,7 @@ cp -r "$REPO"/*.ts "$REPO"/deno.json "$REPO"/daemon "$REPO"/ffi "$REPO"/stack "$
 chown -R 65534:65534 "$d/deno-dir" "$d/tmp"
 export DENO_DIR="$d/deno-dir" HOME="$d/deno-dir" TMPDIR="$d/tmp"
 exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
-  "$d/deno" run --allow-all "$d/src/main.ts" -- sh -c 'echo "uid=$(id -u)"; ip -4 -br addr show tun0; ping -c 2 -i 0.2 -W 2 10.0.2.2 >/dev/null && echo ping-ok; exit 5'
+  "$d/deno" run $PERMS "$d/src/main.ts" -- sh -c 'echo "uid=$(id -u)"; ip -4 -br addr show tun0; ping -c 2 -i 0.2 -W 2 10.0.2.2 >/dev/null && echo ping-ok; exit 5'
 `;
 
 Deno.test({
@@ -143,7 +145,12 @@ Deno.test({
     const r = await run(
       ["unshare", "-m", "--propagation", "private", "bash", "-c", ROOTLESS],
       {
-        env: { DENO: slirpdCommand()[0], REPO, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+        env: {
+          DENO: slirpdCommand()[0],
+          REPO,
+          PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+          PERMS: PERMISSION_FLAGS.join(" "), // the compiled binary's: they suffice rootless too
+        },
         timeoutMs: 90_000,
       },
     );
