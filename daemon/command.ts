@@ -4,9 +4,12 @@
 // status when CMD exits (128+N when a signal N ended it, as shells report it).
 //
 // Deno cannot fork, and a multithreaded process cannot unshare a user namespace, so CMD is
-// started by `unshare [--user --map-root-user] --net -- sh -c GATE slirpd FIFO CMD...`: the
-// little sh script opens a FIFO slirpd made (and holds open for writing, so the open never
-// blocks), removes it (telling slirpd "I am in my namespaces"), waits for "go", then execs
+// started by `unshare [--user --map-root-user] --net --mount -- sh -c GATE slirpd FIFO RESOLV
+// CMD...`: the little sh script opens a FIFO slirpd made (and holds open for writing, so the
+// open never blocks), removes it (telling slirpd "I am in my namespaces"), bind-mounts RESOLV
+// (nameserver 10.0.2.3 and fd00::3, slirpd's DNS forwarder; none with --disable-dns) over
+// /etc/resolv.conf in its private mount namespace, since the host's file often names a
+// loopback resolver (127.0.0.53) that CMD's namespace cannot reach; waits for "go", then execs
 // CMD. slirpd attaches to /proc/PID/ns/net (rootless: through ffi/userns.ts's helper), writes
 // "go" once the guest is configured and forwards are listening, and stops when CMD exits. If
 // slirpd fails or dies first, the FIFO reaches EOF and the script exits 125 without running
@@ -17,6 +20,8 @@ import { type Embedding, runDaemon } from "./run.ts";
 import { makeFifo, writeAndClose } from "../ffi/fd.ts";
 import { closeFd, O_CLOEXEC, O_NONBLOCK, O_RDWR, openPath } from "../ffi/netns.ts";
 import { findOnPath } from "../ffi/userns.ts";
+import { netPlanFrom } from "../stack/base/netplan.ts";
+import { formatIp } from "../stack/wire/bytes.ts";
 
 /** The options before `--` and the command after it. */
 export interface CommandLine {
@@ -26,10 +31,13 @@ export interface CommandLine {
 
 const GATE = `exec 3<"$1" || exit 125
 rm -f "$1"
+if [ -n "$2" ] && ! mount --bind "$2" /etc/resolv.conf 2>/dev/null; then
+  echo "slirpd: could not bind-mount $2 over /etc/resolv.conf: CMD uses the host's" >&2
+fi
 read -r go <&3 || exit 125
 exec 3<&-
 [ "$go" = go ] || exit 125
-shift
+shift 2
 exec "$@"`;
 
 /** How long unshare may take to make the namespaces. */
@@ -87,7 +95,15 @@ export async function runCommand(cfg: Config, command: string[]): Promise<number
   }
   const rootless = Deno.uid() !== 0;
   const tmp = Deno.env.get("TMPDIR") || "/tmp";
-  const fifo = `${tmp}/slirpd-${Deno.pid}-${Math.random().toString(36).slice(2, 10)}.go`;
+  const base = `${tmp}/slirpd-${Deno.pid}-${Math.random().toString(36).slice(2, 10)}`;
+  const fifo = `${base}.go`;
+  const resolv = cfg.dns ? `${base}.resolv.conf` : "";
+  if (resolv !== "") {
+    const plan = netPlanFrom(cfg.cidr4, cfg.cidr6);
+    const text = `# slirpd -- CMD: slirpd's DNS forwarder\nnameserver ${formatIp(plan.dns4)}\n` +
+      `nameserver ${formatIp(plan.dns6)}\n`;
+    await Deno.writeTextFile(resolv, text, { mode: 0o644 });
+  }
   makeFifo(fifo);
   let gate = -1;
   let child: Deno.ChildProcess | undefined;
@@ -102,12 +118,14 @@ export async function runCommand(cfg: Config, command: string[]): Promise<number
       args: [
         ...(rootless ? ["--user", "--map-root-user"] : []),
         "--net",
+        ...(resolv !== "" ? ["--mount"] : []),
         "--",
         "/bin/sh",
         "-c",
         GATE,
         "slirpd",
         fifo,
+        resolv,
         ...command,
       ],
       stdin: "inherit",
@@ -152,10 +170,12 @@ export async function runCommand(cfg: Config, command: string[]): Promise<number
     return (await ended(c)).code;
   } finally {
     closeFd(gate);
-    try {
-      Deno.removeSync(fifo);
-    } catch { /* removed by the gate */ }
     if (child) await ended(child);
+    for (const f of [fifo, resolv]) {
+      try {
+        if (f !== "") Deno.removeSync(f);
+      } catch { /* the gate removed the FIFO */ }
+    }
   }
 }
 

@@ -75,7 +75,9 @@ export function manPage(): string {
       "Command form (-- CMD [ARGS...]): slirpd makes a new network namespace (and a user " +
         "namespace owning it when not run as root), configures it as -c does, and runs CMD " +
         "in it with slirpd's standard input, output and error. Connection lines go to " +
-        "standard error; there is no readiness line. SIGINT, SIGTERM and SIGHUP are passed " +
+        "standard error; there is no readiness line. CMD's /etc/resolv.conf names slirpd's " +
+        "DNS forwarder (a bind mount in a mount namespace of its own; not with " +
+        "--disable-dns). SIGINT, SIGTERM and SIGHUP are passed " +
         "to CMD, and slirpd exits with CMD's status when CMD exits. All other options apply " +
         "(slirpnetstack form semantics), e.g. slirpd --enable-routing -- curl http://example.com/",
       "An unprivileged user runs slirpd for a namespace it made with unshare -Urn: slirpd " +
@@ -109,8 +111,8 @@ export function manPage(): string {
       "FILES",
       "/dev/net/tun: the tun/tap driver (modprobe tun). /etc/resolv.conf: the DNS " +
         "forwarder's upstream servers (--resolv-conf). /proc/PID/ns/net and " +
-        "/run/netns/NAME: network namespaces. $TMPDIR (default /tmp): a FIFO that starts " +
-        "CMD in the command form, removed at once.",
+        "/run/netns/NAME: network namespaces. $TMPDIR (default /tmp): in the command form, " +
+        "a FIFO that starts CMD and the resolv.conf CMD sees, removed when slirpd exits.",
     ),
     ...section(
       "EXIT STATUS",

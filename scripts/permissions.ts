@@ -22,7 +22,7 @@ export const PERMISSIONS: { flag: string; why: string }[] = [
   },
   {
     flag: "--allow-write",
-    why: "the --api-socket file and the FIFO in $TMPDIR that starts `-- CMD`",
+    why: "the --api-socket file, and the FIFO and resolv.conf in $TMPDIR for `-- CMD`",
   },
   {
     flag: "--allow-net",

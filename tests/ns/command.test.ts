@@ -79,6 +79,48 @@ Deno.test({
 });
 
 Deno.test({
+  name: "command: CMD resolves names through slirpd's DNS at 10.0.2.3 (host resolver on loopback)",
+  ignore: skip(SKIP, "-- CMD"),
+  fn: async () => {
+    await using net = await makeHostNet();
+    await using srv = serve(net);
+    await srv.waitFor((b) => b.stdout.includes("up"), 20_000, "the remote service");
+    // The host's resolver listens on loopback, as systemd-resolved does: unreachable from
+    // CMD's namespace, so CMD must ask slirpd's forwarder instead.
+    await using resolver = net.host.spawn([
+      Deno.execPath(),
+      "run",
+      "-A",
+      `${REPO}tests/support/dns_server.ts`,
+      JSON.stringify([{ addr: "127.0.0.53", mode: "answer", a: HostNet.REMOTE4 }]),
+    ]);
+    await resolver.waitFor((b) => b.stdout.includes("READY"), 20_000, "test resolver");
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeTextFile(`${dir}/resolv.conf`, "nameserver 127.0.0.53\n");
+      const r = await run([
+        ...net.host.prefix(),
+        ...slirpdCommand(),
+        "--enable-host",
+        "--resolv-conf",
+        `${dir}/resolv.conf`,
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; curl -sS --max-time 10 http://service.test:8080/",
+      ], { timeoutMs: 60_000 });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /^nameserver 10\.0\.2\.3$/m);
+      assert.match(r.stdout, /remote-body/);
+      // The host's file is untouched (CMD's view is a bind mount in its own mount namespace).
+      assert.doesNotMatch(await Deno.readTextFile("/etc/resolv.conf"), /10\.0\.2\.3/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: "command: SIGTERM to slirpd reaches CMD; slirpd exits with CMD's status, nothing left",
   ignore: skip(SKIP, "-- CMD"),
   fn: async () => {
@@ -135,7 +177,7 @@ cp -r "$REPO"/*.ts "$REPO"/deno.json "$REPO"/daemon "$REPO"/ffi "$REPO"/stack "$
 chown -R 65534:65534 "$d/deno-dir" "$d/tmp"
 export DENO_DIR="$d/deno-dir" HOME="$d/deno-dir" TMPDIR="$d/tmp"
 exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
-  "$d/deno" run $PERMS "$d/src/main.ts" -- sh -c 'echo "uid=$(id -u)"; ip -4 -br addr show tun0; ping -c 2 -i 0.2 -W 2 10.0.2.2 >/dev/null && echo ping-ok; exit 5'
+  "$d/deno" run $PERMS "$d/src/main.ts" -- sh -c 'echo "uid=$(id -u)"; ip -4 -br addr show tun0; ping -c 2 -i 0.2 -W 2 10.0.2.2 >/dev/null && echo ping-ok; grep -q "^nameserver 10.0.2.3" /etc/resolv.conf && echo resolv-ok; exit 5'
 `;
 
 Deno.test({
@@ -159,6 +201,7 @@ Deno.test({
       assert.match(r.stdout, /uid=0\n/, "CMD is root in its own user namespace");
       assert.match(r.stdout, /10\.0\.2\.100\/24/);
       assert.match(r.stdout, /ping-ok/);
+      assert.match(r.stdout, /resolv-ok/, "CMD's resolv.conf names slirpd's DNS");
     } finally {
       for (const e of Deno.readDirSync("/tmp")) {
         if (e.name.startsWith("sdt-rootless.")) {
