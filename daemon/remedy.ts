@@ -15,17 +15,17 @@ export function withRemedy(e: unknown, cfg: Config | null): string {
   if (/: no such tap in the namespace /.test(msg)) {
     return `${msg}: -c (--configure) creates it and configures the guest`;
   }
+  // The rootless helper's shell says it in its own words.
+  if (new RegExp(`${TUN}: Permission denied`).test(msg)) return `${msg}: ${tunAccess()}`;
+  if (new RegExp(`${TUN}: (No such file|Directory nonexistent)`).test(msg)) {
+    return `${msg}: ${tunMissing()}`;
+  }
   if (!(e instanceof SyscallError)) return msg;
   const ns = cfg?.netns ?? "";
   const flag = cfg?.form === "slirp4netns" ? targetName(ns) : `--netns ${ns}`;
   if (e.subject === TUN || e.subject.startsWith(`${TUN} `)) {
-    if (e.errno === ENOENT || e.errno === ENODEV) {
-      return `${msg}: the tun driver is missing: modprobe tun (or mknod ${TUN} c 10 200)`;
-    }
-    if (e.errno === EACCES || e.errno === EPERM) {
-      return `${msg}: this user may not use ${TUN}: chmod 0666 ${TUN} (as distributions ship ` +
-        "it), or run slirpd as root";
-    }
+    if (e.errno === ENOENT || e.errno === ENODEV) return `${msg}: ${tunMissing()}`;
+    if (e.errno === EACCES || e.errno === EPERM) return `${msg}: ${tunAccess()}`;
   }
   if (ns === "" || e.subject !== ns) return msg;
   if (e.call === "open" && e.errno === ENOENT) {
@@ -48,6 +48,15 @@ export function withRemedy(e: unknown, cfg: Config | null): string {
       "slirpd make one: slirpd -- CMD";
   }
   return msg;
+}
+
+function tunMissing(): string {
+  return `the tun driver is missing: modprobe tun (or mknod ${TUN} c 10 200)`;
+}
+
+function tunAccess(): string {
+  return `this user may not use ${TUN}: chmod 0666 ${TUN} (as distributions ship it), or run ` +
+    "slirpd as root";
 }
 
 function targetName(ns: string): string {

@@ -160,7 +160,7 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
     };
     while (!fdLink(3).startsWith("socket:")) {
       if (exited || Date.now() > deadline) {
-        c.kill("SIGKILL");
+        killQuietly(c); // (exited: kill() would throw "already terminated")
         await c.status.catch(() => {});
         const msg = (await stderr).trim().replaceAll("\n", "; ");
         throw new Error(
@@ -194,12 +194,18 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
     closeFd(netfd);
     if (child && !exited) {
       // Our copies keep the tun fd and the socket alive; the helper has nothing left to do.
-      child.kill("SIGKILL");
+      killQuietly(child);
       await child.status.catch(() => {});
     }
     if (child) await child.stdin.close().catch(() => {});
     await stderr;
   }
+}
+
+function killQuietly(c: Deno.ChildProcess): void {
+  try {
+    c.kill("SIGKILL");
+  } catch { /* it exited meanwhile */ }
 }
 
 function sys(nr: number, a: number, b: number, call: string, subject: string): number {

@@ -96,3 +96,40 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "errors: an unprivileged user without access to /dev/net/tun is told how to get it",
+  ignore: skip(ROOT ?? needs("setpriv", "unshare", "nsenter"), "errors"),
+  fn: async () => {
+    const script = String.raw`
+set -eu
+d=$(mktemp -d /tmp/sdt-errtun.XXXXXX)
+mount -t tmpfs -o mode=0755 tmpfs "$d"
+mknod -m 0600 "$d/tun" c 10 200
+mount --bind "$d/tun" /dev/net/tun
+mkdir "$d/src" "$d/deno-dir"
+cp -r "$REPO"/main.ts "$REPO"/deno.json "$REPO"/daemon "$REPO"/ffi "$REPO"/stack "$REPO"/firewall "$d/src/"
+cp "$DENO" "$d/deno"
+chown -R 65534:65534 "$d/deno-dir"
+export DENO_DIR="$d/deno-dir" HOME="$d/deno-dir"
+exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
+  "$d/deno" run --allow-all "$d/src/main.ts" -- true
+`;
+    const r = await run(["unshare", "-m", "--propagation", "private", "bash", "-c", script], {
+      env: { DENO: Deno.execPath(), REPO, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+      timeoutMs: 60_000,
+    });
+    try {
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      const lines = r.stderr.trim().split("\n");
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0], /\/dev\/net\/tun.*chmod 0666 \/dev\/net\/tun/);
+    } finally {
+      for (const e of Deno.readDirSync("/tmp")) {
+        if (e.name.startsWith("sdt-errtun.")) {
+          await Deno.remove(`/tmp/${e.name}`, { recursive: true });
+        }
+      }
+    }
+  },
+});
