@@ -119,9 +119,15 @@ export function needs(...tools: string[]): string | null {
       }
     })
   );
+  if (missing.length === 0) return null;
   for (const t of missing) logSkip(`tool ${t}`);
-  return missing.length === 0 ? null : `skipped: needs ${missing.join(", ")}`;
+  const reason = `skipped: needs ${missing.join(", ")}`;
+  toolReasons.add(reason);
+  return reason;
 }
+
+/** Reasons needs() returned: skip() logs every other reason ("needs root", DENORT_BIN). */
+const toolReasons = new Set<string>();
 
 /**
  * For `Deno.test({ ignore: skip(reason) })`: prints "skipped: needs X — <test>" once so a skip
@@ -130,7 +136,7 @@ export function needs(...tools: string[]): string | null {
 export function skip(reason: string | null, what: string): boolean {
   if (reason !== null) console.log(`${reason} — ${what}`);
   // A missing tool was logged by needs(); anything else is logged here.
-  if (reason !== null && !/^skipped: needs [\w.+-]+(, [\w.+-]+)*$/.test(reason)) {
+  if (reason !== null && !toolReasons.has(reason)) {
     logSkip(`other ${reason.replace(/^skipped: /, "")} (${what})`);
   }
   return reason !== null;
