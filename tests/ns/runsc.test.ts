@@ -14,7 +14,7 @@ const SCRIPT = new URL("../../scripts/runsc/main.ts", import.meta.url).pathname;
 
 const reason = Deno.uid() !== 0
   ? "skipped: needs root"
-  : needs("runsc", "busybox", "unshare", "nsenter", "ldd");
+  : needs("runsc", "busybox", "unshare", "nsenter", "ldd", "ps");
 
 Deno.test({
   name:

@@ -344,7 +344,7 @@ function findSynAck(frames: Uint8Array[], sport: number) {
 
 Deno.test({
   name: "wire kernel: the kernel accepts and answers what the emitters build",
-  ignore: skip(needs("socat", "dumpcap"), "wire kernel"),
+  ignore: skip(needs("socat", "dumpcap", "sysctl"), "wire kernel"),
   async fn(t) {
     const ns = new Netns();
     const children: Deno.ChildProcess[] = [];

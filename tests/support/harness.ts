@@ -93,6 +93,7 @@ export const TOOL_PACKAGES: Record<string, string> = {
   ss: "iproute2",
   tc: "iproute2",
   sysctl: "procps",
+  ps: "procps",
   ldd: "libc-bin",
   man: "man-db",
 };
