@@ -13,11 +13,13 @@
 // CMD. slirpd attaches to /proc/PID/ns/net (rootless: through ffi/userns.ts's helper), writes
 // "go" once the guest is configured and forwards are listening, and stops when CMD exits. If
 // slirpd fails or dies first, the FIFO reaches EOF and the script exits 125 without running
-// CMD. CMD stays slirpd's child, in slirpd's process group: a terminal's Ctrl-C reaches both.
+// CMD. CMD stays slirpd's child, in slirpd's process group: a terminal's Ctrl-C reaches both,
+// so slirpd passes SIGINT on only when it did not come from its terminal (SIGTERM and SIGHUP
+// always).
 
 import { type Config, FLAGS, parseConfig, type ParseResult, UsageError } from "./config.ts";
 import { type Embedding, runDaemon } from "./run.ts";
-import { makeFifo, writeAndClose } from "../ffi/fd.ts";
+import { inTerminalForeground, makeFifo, writeAndClose } from "../ffi/fd.ts";
 import { closeFd, O_CLOEXEC, O_NONBLOCK, O_RDWR, openPath } from "../ffi/netns.ts";
 import { findOnPath } from "../ffi/userns.ts";
 import { netPlanFrom } from "../stack/base/netplan.ts";
@@ -159,6 +161,9 @@ export async function runCommand(cfg: Config, command: string[]): Promise<number
         if (st.status !== null) stop();
       },
       signal(sig) {
+        // A terminal's Ctrl-C already reached CMD (it is in our process group): a second
+        // SIGINT would make many programs skip their graceful stop.
+        if (sig === "SIGINT" && inTerminalForeground(0)) return;
         try {
           c.kill(sig);
         } catch { /* exited meanwhile */ }

@@ -140,6 +140,35 @@ Deno.test({
   },
 });
 
+const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+Deno.test({
+  name: "command: a terminal's Ctrl-C reaches CMD once (not again from slirpd); CMD's status",
+  ignore: skip(SKIP ?? needs("script"), "-- CMD under a terminal"),
+  fn: async () => {
+    await using net = await makeHostNet();
+    const dir = await Deno.makeTempDir();
+    try {
+      const started = `${dir}/started`;
+      // CMD counts SIGINTs; `sleep & wait` so the trap runs at once.
+      const cmd = `trap 'echo got-INT' INT; touch ${started}; sleep 3 & wait; sleep 1; exit 4`;
+      const inner = [...net.host.prefix(), ...slirpdCommand(), "--", "sh", "-c", cmd].map(q)
+        .join(" ");
+      // script(1) runs it on a pty; the ^C byte we type becomes SIGINT to the foreground group.
+      const typist = `for i in $(seq 300); do [ -e ${started} ] && break; sleep 0.05; done; ` +
+        `sleep 0.3; printf '\\003'; sleep 6`;
+      const r = await run(
+        ["bash", "-c", `(${typist}) | script -qfec "$0" /dev/null`, inner],
+        { timeoutMs: 60_000 },
+      );
+      assert.equal(r.code, 4, r.stdout + r.stderr);
+      assert.equal(r.stdout.match(/got-INT/g)?.length, 1, r.stdout);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test({
   name: "command: usage errors name the fix",
   ignore: skip(SKIP, "-- CMD"),
