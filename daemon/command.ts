@@ -96,17 +96,11 @@ export async function runCommand(cfg: Config, command: string[]): Promise<number
     throw new Error("-- CMD needs unshare (util-linux): apt-get install util-linux");
   }
   const rootless = Deno.uid() !== 0;
-  const tmp = Deno.env.get("TMPDIR") || "/tmp";
-  const base = `${tmp}/slirpd-${Deno.pid}-${Math.random().toString(36).slice(2, 10)}`;
-  const fifo = `${base}.go`;
-  const resolv = cfg.dns ? `${base}.resolv.conf` : "";
-  if (resolv !== "") {
-    const plan = netPlanFrom(cfg.cidr4, cfg.cidr6);
-    const text = `# slirpd -- CMD: slirpd's DNS forwarder\nnameserver ${formatIp(plan.dns4)}\n` +
-      `nameserver ${formatIp(plan.dns6)}\n`;
-    await Deno.writeTextFile(resolv, text, { mode: 0o644 });
-  }
-  makeFifo(fifo);
+  // A private directory (0700, random name) in $TMPDIR: no one else can plant a file there.
+  // CMD's side runs as our uid (root in its user namespace maps to it), so it can enter.
+  const dir = await Deno.makeTempDir({ prefix: "slirpd-cmd-" });
+  const fifo = `${dir}/go`;
+  const resolv = cfg.dns ? `${dir}/resolv.conf` : "";
   let gate = -1;
   let child: Deno.ChildProcess | undefined;
   // Set from callbacks: CMD's status once it exited, the loop's stop once it serves.
@@ -115,6 +109,13 @@ export async function runCommand(cfg: Config, command: string[]): Promise<number
     stop: null,
   };
   try {
+    if (resolv !== "") {
+      const plan = netPlanFrom(cfg.cidr4, cfg.cidr6);
+      const text = `# slirpd -- CMD: slirpd's DNS forwarder\n` +
+        `nameserver ${formatIp(plan.dns4)}\nnameserver ${formatIp(plan.dns6)}\n`;
+      await Deno.writeTextFile(resolv, text, { mode: 0o644 });
+    }
+    makeFifo(fifo);
     gate = openPath(fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC);
     child = new Deno.Command(unshare, {
       args: [
@@ -176,11 +177,7 @@ export async function runCommand(cfg: Config, command: string[]): Promise<number
   } finally {
     closeFd(gate);
     if (child) await ended(child);
-    for (const f of [fifo, resolv]) {
-      try {
-        if (f !== "") Deno.removeSync(f);
-      } catch { /* the gate removed the FIFO */ }
-    }
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
 

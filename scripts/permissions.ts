@@ -22,7 +22,8 @@ export const PERMISSIONS: { flag: string; why: string }[] = [
   },
   {
     flag: "--allow-write",
-    why: "the --api-socket file, and the FIFO and resolv.conf in $TMPDIR for `-- CMD`",
+    why:
+      "the --api-socket file, and the FIFO and resolv.conf in a private directory in $TMPDIR for `-- CMD`",
   },
   {
     flag: "--allow-net",

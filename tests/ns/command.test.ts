@@ -61,6 +61,9 @@ Deno.test({
     assert.match(r.stderr, /to-stderr/);
     assert.doesNotMatch(r.stdout, /Slirpnetstack|Routing conn/, "slirpd keeps CMD's stdout");
     assert.deepEqual(taggedProcesses(tag), [], "nothing left running");
+    const tmp = Deno.env.get("TMPDIR") || "/tmp";
+    const dirs = [...Deno.readDirSync(tmp)].filter((e) => e.name.startsWith("slirpd-cmd-"));
+    assert.deepEqual(dirs, [], "the FIFO's directory is removed");
 
     // Without --enable-host the firewall applies: the connection is refused (curl exit 7).
     const blocked = await run(
