@@ -78,7 +78,8 @@ export function manPage(): string {
         "standard error; there is no readiness line. CMD's /etc/resolv.conf names slirpd's " +
         "DNS forwarder (a bind mount in a mount namespace of its own; not with " +
         "--disable-dns). SIGTERM and SIGHUP are passed to CMD, and SIGINT unless it came " +
-        "from slirpd's terminal (Ctrl-C reaches CMD directly), and slirpd exits with CMD's status when CMD exits. All other options apply " +
+        "from slirpd's terminal (Ctrl-C reaches CMD directly), and slirpd exits with CMD's " +
+        "status when CMD exits. All other options apply " +
         "(slirpnetstack form semantics), e.g. slirpd --enable-routing -- curl http://example.com/",
       "An unprivileged user runs slirpd for a namespace it made with unshare -Urn: slirpd " +
         "opens the tap and a netlink socket through a short-lived helper (nsenter, sh, ip) " +

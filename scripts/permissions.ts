@@ -22,8 +22,8 @@ export const PERMISSIONS: { flag: string; why: string }[] = [
   },
   {
     flag: "--allow-write",
-    why:
-      "the --api-socket file, and the FIFO and resolv.conf in a private directory in $TMPDIR for `-- CMD`",
+    why: "the --api-socket file, and the FIFO and resolv.conf of `-- CMD` (in a private " +
+      "directory in $TMPDIR)",
   },
   {
     flag: "--allow-net",

@@ -56,8 +56,12 @@ function parseCounts(line: string) {
   // deno test: "ok | 12 passed | 0 failed | 2 ignored (3s)" (colours stripped)
   // deno-lint-ignore no-control-regex
   const l = line.replace(/\x1b\[[0-9;]*m/g, "");
+  const steps = String.raw`(?: \(\d+ steps?\))?`;
   const m = l.match(
-    /^(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed(?: \(\d+ steps?\))?(?: \| (\d+) ignored)?/,
+    new RegExp(
+      String.raw`^(?:ok|FAILED) \| (\d+) passed${steps} \| (\d+) failed${steps}` +
+        String.raw`(?: \| (\d+) ignored)?`,
+    ),
   );
   if (!m) return null;
   return { passed: Number(m[1]), failed: Number(m[2]), ignored: Number(m[3] ?? 0) };

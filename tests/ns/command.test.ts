@@ -209,8 +209,13 @@ cp -r "$REPO"/*.ts "$REPO"/deno.json "$REPO"/daemon "$REPO"/ffi "$REPO"/stack "$
 chown -R 65534:65534 "$d/deno-dir" "$d/tmp"
 export DENO_DIR="$d/deno-dir" HOME="$d/deno-dir" TMPDIR="$d/tmp"
 exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
-  "$d/deno" run $PERMS "$d/src/main.ts" -- sh -c 'echo "uid=$(id -u)"; ip -4 -br addr show tun0; ping -c 2 -i 0.2 -W 2 10.0.2.2 >/dev/null && echo ping-ok; grep -q "^nameserver 10.0.2.3" /etc/resolv.conf && echo resolv-ok; exit 5'
+  "$d/deno" run $PERMS "$d/src/main.ts" -- sh -c "$CMD"
 `;
+
+/** What the rootless CMD runs: who it is, its tap, the gateway, its resolv.conf. */
+const ROOTLESS_CMD = 'echo "uid=$(id -u)"; ip -4 -br addr show tun0; ' +
+  "ping -c 2 -i 0.2 -W 2 10.0.2.2 >/dev/null && echo ping-ok; " +
+  'grep -q "^nameserver 10.0.2.3" /etc/resolv.conf && echo resolv-ok; exit 5';
 
 Deno.test({
   name: "command: rootless -- CMD gets a user and network namespace of its own",
@@ -224,6 +229,7 @@ Deno.test({
           REPO,
           PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
           PERMS: PERMISSION_FLAGS.join(" "), // the compiled binary's: they suffice rootless too
+          CMD: ROOTLESS_CMD,
         },
         timeoutMs: 90_000,
       },
