@@ -44,8 +44,8 @@ import {
   VnetView,
 } from "../../stack/wire/vnet.ts";
 
-/** socat makes the guest's traffic; without it every test here is skipped, saying so. */
-const IGNORE = skip(needs("socat"), "vnet tap");
+/** socat makes the guest's traffic: without it every test here is skipped, saying so. */
+const test = skip(needs("socat"), "vnet tap") ? Deno.test.ignore : Deno.test;
 
 const libc = Deno.dlopen("libc.so.6", {
   open: { parameters: ["buffer", "i32", "i32"], result: "i32" },
@@ -243,228 +243,209 @@ function guest(ns: string, args: string[]): Deno.ChildProcess {
 }
 
 for (const v6 of [false, true]) {
-  Deno.test(
-    `vnet tap: guest TCP over IPv${v6 ? 6 : 4} arrives as GSO super-frames with partial checksums`,
-    { ignore: IGNORE },
-    async () => {
-      await withGuest(async (fd, ns) => {
-        const data = new Uint8Array(300_000);
-        for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 8)) & 0xff;
-        const file = Deno.makeTempFileSync();
-        Deno.writeFileSync(file, data);
-        const host = v6 ? "[fd00::2]" : "10.0.2.2";
-        const sender = guest(ns, [
-          "socat",
-          "-u",
-          `OPEN:${file}`,
-          `TCP${v6 ? 6 : 4}:${host}:8080,sourceport=41000`,
-        ]);
-        try {
-          const got = new Uint8Array(data.length);
-          let iss = 0, received = 0, gsoFrames = 0, maxFrame = 0, synAcked = false, done = false;
-          const myIss = 0x7ffffff0;
-          const ok = await pump(fd, 10_000, (n) => {
-            const l = parseFrame(n);
-            if (!l || l.proto !== IPPROTO_TCP || !tcp.parse(rx, l.o, l.n) || tcp.dstPort !== 8080) {
-              return false;
-            }
-            if (tcp.flags & TCP_SYN) {
-              iss = tcp.seq;
-              hostTcp(fd, v6, 8080, 41000, myIss, (iss + 1) >>> 0, TCP_SYN | TCP_ACK, 0);
-              synAcked = true;
-              return false;
-            }
-            assert.ok(synAcked);
-            if (tcp.payloadLen > 0) {
-              // Every data frame: checksum offloaded to us, starting at the TCP header.
-              assert.ok(vnet.needsCsum, "NEEDS_CSUM");
-              assert.equal(vnet.csumStart, l.o - VNET_HDR_LEN);
-              assert.equal(vnet.csumOffset, TCP_CSUM_OFFSET);
-              // The field holds the folded pseudo-header sum over this frame's length: exactly
-              // what setTcpPartialChecksum writes.
-              assert.equal(tcp.checksum, fold(rxPseudo(l, IPPROTO_TCP, l.n)), "partial checksum");
-              if ((vnet.gsoType & 0x7f) !== VIRTIO_NET_HDR_GSO_NONE) {
-                gsoFrames++;
-                assert.equal(
-                  vnet.gsoType & 0x7f,
-                  v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4,
-                );
-                assert.equal(vnet.gsoSize, v6 ? 1440 : 1460, "gso_size is the MSS");
-                assert.ok(
-                  vnet.hdrLen >= l.o - VNET_HDR_LEN + tcp.headerLen,
-                  "hdr_len covers the headers",
-                );
-                assert.ok(tcp.payloadLen > vnet.gsoSize);
-              }
-              maxFrame = Math.max(maxFrame, n);
-              // Completing the partial sum gives a checksum that verifies.
-              completePartial(rx, l.o, l.o + l.n, l.o + TCP_CSUM_OFFSET);
-              assert.ok(
-                v6
-                  ? tcp.verifyChecksum(16, ip6.srcOffset, ip6.dstOffset)
-                  : tcp.verifyChecksum(4, ip4.srcOffset, ip4.dstOffset),
-              );
-              const off = (tcp.seq - iss - 1) >>> 0;
-              if (off === received) {
-                got.set(rx.subarray(tcp.payloadOffset, tcp.payloadOffset + tcp.payloadLen), off);
-                received += tcp.payloadLen;
-              }
-            }
-            let ackFlags = TCP_ACK;
-            if (tcp.flags & TCP_FIN) {
-              done = true;
-              ackFlags |= TCP_FIN;
-            }
-            hostTcp(
-              fd,
-              v6,
-              8080,
-              41000,
-              (myIss + 1) >>> 0,
-              (iss + 1 + received + (done ? 1 : 0)) >>> 0,
-              ackFlags,
-              0,
-            );
-            return done;
-          });
-          assert.ok(ok, `connection finished (received ${received})`);
-          assert.equal(received, data.length);
-          assert.ok(bytesEqual(got, 0, data, 0, data.length), "payload reassembled in order");
-          assert.ok(gsoFrames > 0, "TSO super-frames seen");
-          assert.ok(maxFrame > 1514 + VNET_HDR_LEN, `frames above the MTU (max ${maxFrame})`);
-        } finally {
-          try {
-            sender.kill("SIGKILL");
-          } catch { /* exited */ }
-          await sender.output();
-          Deno.removeSync(file);
-        }
-      });
-    },
-  );
-}
-
-Deno.test(
-  "vnet tap: guest UDP carries NEEDS_CSUM with the pseudo-header sum",
-  { ignore: IGNORE },
-  async () => {
+  test(`vnet tap: guest TCP over IPv${v6 ? 6 : 4} arrives as GSO super-frames with partial checksums`, async () => {
     await withGuest(async (fd, ns) => {
-      for (const v6 of [false, true]) {
-        const host = v6 ? "[fd00::2]" : "10.0.2.2";
-        const p = guest(ns, [
-          "sh",
-          "-c",
-          `printf 'vnet udp' | socat -u STDIN UDP${
-            v6 ? 6 : 4
-          }-SENDTO:${host}:5353,sourceport=41053`,
-        ]);
-        const seen = await pump(fd, 5000, (n) => {
+      const data = new Uint8Array(300_000);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 8)) & 0xff;
+      const file = Deno.makeTempFileSync();
+      Deno.writeFileSync(file, data);
+      const host = v6 ? "[fd00::2]" : "10.0.2.2";
+      const sender = guest(ns, [
+        "socat",
+        "-u",
+        `OPEN:${file}`,
+        `TCP${v6 ? 6 : 4}:${host}:8080,sourceport=41000`,
+      ]);
+      try {
+        const got = new Uint8Array(data.length);
+        let iss = 0, received = 0, gsoFrames = 0, maxFrame = 0, synAcked = false, done = false;
+        const myIss = 0x7ffffff0;
+        const ok = await pump(fd, 10_000, (n) => {
           const l = parseFrame(n);
-          if (
-            !l || l.v6 !== v6 || l.proto !== IPPROTO_UDP || !udp.parse(rx, l.o, l.n) ||
-            udp.dstPort !== 5353
-          ) return false;
-          assert.ok(vnet.needsCsum);
-          assert.equal(vnet.gsoType, VIRTIO_NET_HDR_GSO_NONE);
-          assert.equal(vnet.csumStart, l.o - VNET_HDR_LEN);
-          assert.equal(vnet.csumOffset, 6);
-          // setUdpPartialChecksum writes the same field.
-          const field = udp.checksum;
-          setUdpPartialChecksum(rx, l.o, udp.length, v6 ? GUEST6 : GUEST4, v6 ? HOST6 : HOST4);
-          assert.equal(u16(rx, l.o + 6), field);
-          completePartial(rx, l.o, l.o + udp.length, l.o + 6);
-          assert.ok(
-            v6
-              ? udp.verifyChecksum(16, ip6.srcOffset, ip6.dstOffset)
-              : udp.verifyChecksum(4, ip4.srcOffset, ip4.dstOffset),
-          );
-          assert.equal(
-            dec.decode(rx.subarray(udp.payloadOffset, udp.payloadOffset + udp.payloadLen)),
-            "vnet udp",
-          );
-          return true;
-        });
-        await p.output();
-        assert.ok(seen, `UDP over IPv${v6 ? 6 : 4} seen`);
-      }
-    });
-  },
-);
-
-for (const v6 of [false, true]) {
-  Deno.test(
-    `vnet tap: a GSO super-frame we emit over IPv${v6 ? 6 : 4} reaches the guest socket whole`,
-    { ignore: IGNORE },
-    async () => {
-      await withGuest(async (fd, ns) => {
-        const port = 9090;
-        const rcv = guest(ns, [
-          "socat",
-          "-u",
-          `TCP${v6 ? 6 : 4}-LISTEN:${port},reuseaddr`,
-          "STDOUT",
-        ]);
-        try {
-          await sleep(300);
-          const myIss = 0xfffff000; // wraps inside the super-frame
-          let guestIss = -1;
-          // SYN until the SYN-ACK comes (the listener may take a moment to start).
-          for (let i = 0; i < 20 && guestIss < 0; i++) {
-            hostTcp(fd, v6, 42000, port, myIss, 0, TCP_SYN, 0);
-            await pump(fd, 250, (n) => {
-              const l = parseFrame(n);
-              if (
-                l && l.proto === IPPROTO_TCP && tcp.parse(rx, l.o, l.n) && tcp.srcPort === port &&
-                tcp.flags === (TCP_SYN | TCP_ACK)
-              ) guestIss = tcp.seq;
-              return guestIss >= 0;
-            });
+          if (!l || l.proto !== IPPROTO_TCP || !tcp.parse(rx, l.o, l.n) || tcp.dstPort !== 8080) {
+            return false;
           }
-          assert.ok(guestIss >= 0, "SYN-ACK from the guest");
-          hostTcp(fd, v6, 42000, port, (myIss + 1) >>> 0, (guestIss + 1) >>> 0, TCP_ACK, 0);
-          // One 30000-byte segment, to be cut into 1000-byte segments by the guest kernel.
-          const size = 30000;
-          const l4 = VNET_HDR_LEN + ETH_HLEN + (v6 ? IPV6_HLEN : IPV4_HLEN);
-          for (let i = 0; i < size; i++) tx[l4 + TCP_HLEN + i] = 0x41 + (i % 26);
+          if (tcp.flags & TCP_SYN) {
+            iss = tcp.seq;
+            hostTcp(fd, v6, 8080, 41000, myIss, (iss + 1) >>> 0, TCP_SYN | TCP_ACK, 0);
+            synAcked = true;
+            return false;
+          }
+          assert.ok(synAcked);
+          if (tcp.payloadLen > 0) {
+            // Every data frame: checksum offloaded to us, starting at the TCP header.
+            assert.ok(vnet.needsCsum, "NEEDS_CSUM");
+            assert.equal(vnet.csumStart, l.o - VNET_HDR_LEN);
+            assert.equal(vnet.csumOffset, TCP_CSUM_OFFSET);
+            // The field holds the folded pseudo-header sum over this frame's length: exactly
+            // what setTcpPartialChecksum writes.
+            assert.equal(tcp.checksum, fold(rxPseudo(l, IPPROTO_TCP, l.n)), "partial checksum");
+            if ((vnet.gsoType & 0x7f) !== VIRTIO_NET_HDR_GSO_NONE) {
+              gsoFrames++;
+              assert.equal(
+                vnet.gsoType & 0x7f,
+                v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4,
+              );
+              assert.equal(vnet.gsoSize, v6 ? 1440 : 1460, "gso_size is the MSS");
+              assert.ok(
+                vnet.hdrLen >= l.o - VNET_HDR_LEN + tcp.headerLen,
+                "hdr_len covers the headers",
+              );
+              assert.ok(tcp.payloadLen > vnet.gsoSize);
+            }
+            maxFrame = Math.max(maxFrame, n);
+            // Completing the partial sum gives a checksum that verifies.
+            completePartial(rx, l.o, l.o + l.n, l.o + TCP_CSUM_OFFSET);
+            assert.ok(
+              v6
+                ? tcp.verifyChecksum(16, ip6.srcOffset, ip6.dstOffset)
+                : tcp.verifyChecksum(4, ip4.srcOffset, ip4.dstOffset),
+            );
+            const off = (tcp.seq - iss - 1) >>> 0;
+            if (off === received) {
+              got.set(rx.subarray(tcp.payloadOffset, tcp.payloadOffset + tcp.payloadLen), off);
+              received += tcp.payloadLen;
+            }
+          }
+          let ackFlags = TCP_ACK;
+          if (tcp.flags & TCP_FIN) {
+            done = true;
+            ackFlags |= TCP_FIN;
+          }
           hostTcp(
             fd,
             v6,
-            42000,
-            port,
+            8080,
+            41000,
             (myIss + 1) >>> 0,
-            (guestIss + 1) >>> 0,
-            TCP_ACK | TCP_PSH,
-            size,
-            1000,
-          );
-          // Wait for the guest to ACK all of it, then close with a RST.
-          const acked = await pump(fd, 5000, (n) => {
-            const l = parseFrame(n);
-            return l !== null && l.proto === IPPROTO_TCP && tcp.parse(rx, l.o, l.n) &&
-              tcp.srcPort === port &&
-              tcp.ack === ((myIss + 1 + size) >>> 0);
-          });
-          assert.ok(acked, "the guest ACKed the whole super-frame");
-          hostTcp(
-            fd,
-            v6,
-            42000,
-            port,
-            (myIss + 1 + size) >>> 0,
-            (guestIss + 1) >>> 0,
-            TCP_RST | TCP_ACK,
+            (iss + 1 + received + (done ? 1 : 0)) >>> 0,
+            ackFlags,
             0,
           );
-          const out = await rcv.output();
-          assert.equal(out.stdout.length, size);
-          for (let i = 0; i < size; i++) assert.equal(out.stdout[i], 0x41 + (i % 26));
-        } finally {
-          try {
-            rcv.kill("SIGKILL");
-          } catch { /* exited */ }
-          await rcv.status;
-        }
+          return done;
+        });
+        assert.ok(ok, `connection finished (received ${received})`);
+        assert.equal(received, data.length);
+        assert.ok(bytesEqual(got, 0, data, 0, data.length), "payload reassembled in order");
+        assert.ok(gsoFrames > 0, "TSO super-frames seen");
+        assert.ok(maxFrame > 1514 + VNET_HDR_LEN, `frames above the MTU (max ${maxFrame})`);
+      } finally {
+        try {
+          sender.kill("SIGKILL");
+        } catch { /* exited */ }
+        await sender.output();
+        Deno.removeSync(file);
+      }
+    });
+  });
+}
+
+test("vnet tap: guest UDP carries NEEDS_CSUM with the pseudo-header sum", async () => {
+  await withGuest(async (fd, ns) => {
+    for (const v6 of [false, true]) {
+      const host = v6 ? "[fd00::2]" : "10.0.2.2";
+      const p = guest(ns, [
+        "sh",
+        "-c",
+        `printf 'vnet udp' | socat -u STDIN UDP${v6 ? 6 : 4}-SENDTO:${host}:5353,sourceport=41053`,
+      ]);
+      const seen = await pump(fd, 5000, (n) => {
+        const l = parseFrame(n);
+        if (
+          !l || l.v6 !== v6 || l.proto !== IPPROTO_UDP || !udp.parse(rx, l.o, l.n) ||
+          udp.dstPort !== 5353
+        ) return false;
+        assert.ok(vnet.needsCsum);
+        assert.equal(vnet.gsoType, VIRTIO_NET_HDR_GSO_NONE);
+        assert.equal(vnet.csumStart, l.o - VNET_HDR_LEN);
+        assert.equal(vnet.csumOffset, 6);
+        // setUdpPartialChecksum writes the same field.
+        const field = udp.checksum;
+        setUdpPartialChecksum(rx, l.o, udp.length, v6 ? GUEST6 : GUEST4, v6 ? HOST6 : HOST4);
+        assert.equal(u16(rx, l.o + 6), field);
+        completePartial(rx, l.o, l.o + udp.length, l.o + 6);
+        assert.ok(
+          v6
+            ? udp.verifyChecksum(16, ip6.srcOffset, ip6.dstOffset)
+            : udp.verifyChecksum(4, ip4.srcOffset, ip4.dstOffset),
+        );
+        assert.equal(
+          dec.decode(rx.subarray(udp.payloadOffset, udp.payloadOffset + udp.payloadLen)),
+          "vnet udp",
+        );
+        return true;
       });
-    },
-  );
+      await p.output();
+      assert.ok(seen, `UDP over IPv${v6 ? 6 : 4} seen`);
+    }
+  });
+});
+
+for (const v6 of [false, true]) {
+  test(`vnet tap: a GSO super-frame we emit over IPv${v6 ? 6 : 4} reaches the guest socket whole`, async () => {
+    await withGuest(async (fd, ns) => {
+      const port = 9090;
+      const rcv = guest(ns, ["socat", "-u", `TCP${v6 ? 6 : 4}-LISTEN:${port},reuseaddr`, "STDOUT"]);
+      try {
+        await sleep(300);
+        const myIss = 0xfffff000; // wraps inside the super-frame
+        let guestIss = -1;
+        // SYN until the SYN-ACK comes (the listener may take a moment to start).
+        for (let i = 0; i < 20 && guestIss < 0; i++) {
+          hostTcp(fd, v6, 42000, port, myIss, 0, TCP_SYN, 0);
+          await pump(fd, 250, (n) => {
+            const l = parseFrame(n);
+            if (
+              l && l.proto === IPPROTO_TCP && tcp.parse(rx, l.o, l.n) && tcp.srcPort === port &&
+              tcp.flags === (TCP_SYN | TCP_ACK)
+            ) guestIss = tcp.seq;
+            return guestIss >= 0;
+          });
+        }
+        assert.ok(guestIss >= 0, "SYN-ACK from the guest");
+        hostTcp(fd, v6, 42000, port, (myIss + 1) >>> 0, (guestIss + 1) >>> 0, TCP_ACK, 0);
+        // One 30000-byte segment, to be cut into 1000-byte segments by the guest kernel.
+        const size = 30000;
+        const l4 = VNET_HDR_LEN + ETH_HLEN + (v6 ? IPV6_HLEN : IPV4_HLEN);
+        for (let i = 0; i < size; i++) tx[l4 + TCP_HLEN + i] = 0x41 + (i % 26);
+        hostTcp(
+          fd,
+          v6,
+          42000,
+          port,
+          (myIss + 1) >>> 0,
+          (guestIss + 1) >>> 0,
+          TCP_ACK | TCP_PSH,
+          size,
+          1000,
+        );
+        // Wait for the guest to ACK all of it, then close with a RST.
+        const acked = await pump(fd, 5000, (n) => {
+          const l = parseFrame(n);
+          return l !== null && l.proto === IPPROTO_TCP && tcp.parse(rx, l.o, l.n) &&
+            tcp.srcPort === port &&
+            tcp.ack === ((myIss + 1 + size) >>> 0);
+        });
+        assert.ok(acked, "the guest ACKed the whole super-frame");
+        hostTcp(
+          fd,
+          v6,
+          42000,
+          port,
+          (myIss + 1 + size) >>> 0,
+          (guestIss + 1) >>> 0,
+          TCP_RST | TCP_ACK,
+          0,
+        );
+        const out = await rcv.output();
+        assert.equal(out.stdout.length, size);
+        for (let i = 0; i < size; i++) assert.equal(out.stdout[i], 0x41 + (i % 26));
+      } finally {
+        try {
+          rcv.kill("SIGKILL");
+        } catch { /* exited */ }
+        await rcv.status;
+      }
+    });
+  });
 }
