@@ -4,11 +4,15 @@
 import { helpText, parseConfig, UsageError } from "./daemon/config.ts";
 import { runDaemon } from "./daemon/run.ts";
 import { versionLines } from "./daemon/version.ts";
+import { parseCommandLine, runCommand, splitCommand } from "./daemon/command.ts";
+import { withRemedy } from "./daemon/remedy.ts";
 
 async function main(): Promise<number> {
+  // `slirpd [OPTIONS] -- CMD [ARGS...]`: slirpd makes CMD's namespace (daemon/command.ts).
+  const commandLine = splitCommand(Deno.args);
   let parsed;
   try {
-    parsed = parseConfig(Deno.args);
+    parsed = commandLine ? parseCommandLine(commandLine) : parseConfig(Deno.args);
   } catch (e) {
     if (e instanceof UsageError) {
       console.error(`slirpd: ${e.message}`);
@@ -21,9 +25,11 @@ async function main(): Promise<number> {
     return 0;
   }
   try {
-    return await runDaemon(parsed.config);
+    return commandLine
+      ? await runCommand(parsed.config, commandLine.command)
+      : await runDaemon(parsed.config);
   } catch (e) {
-    console.error(`slirpd: ${e instanceof Error ? e.message : String(e)}`);
+    console.error(`slirpd: ${withRemedy(e, parsed.config)}`);
     return 1;
   }
 }

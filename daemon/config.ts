@@ -359,6 +359,7 @@ export function helpText(): string {
     "",
     "usage: slirpd --netns PATH [--interface NAME] [OPTIONS]      (slirpnetstack form)",
     "       slirpd [OPTIONS] PID|PATH [TAPNAME]                    (slirp4netns form)",
+    "       slirpd [OPTIONS] -- CMD [ARGS...]                      (CMD in a namespace of its own)",
     "",
     "options:",
   ];
@@ -573,7 +574,7 @@ export function parseConfig(argv: string[]): ParseResult {
     netns = "";
   } else if (netns === undefined || netns === "") {
     throw new UsageError(
-      "missing --netns PATH (or PID|PATH TAPNAME); see --help",
+      "missing --netns PATH (or PID|PATH [TAPNAME], or -- CMD [ARGS...]); see --help",
     );
   }
   if (

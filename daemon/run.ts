@@ -117,6 +117,20 @@ class Teardown {
   }
 }
 
+/**
+ * How `slirpd -- CMD` (daemon/command.ts) embeds the daemon: CMD owns stdout and the signals,
+ * so connection lines go to stderr, there is no readiness or stop line, and a signal goes to
+ * `signal` (which passes it to CMD) instead of stopping the loop.
+ */
+export interface Embedding {
+  /** The guest is served (in place of the readiness line); `stop` ends the loop. */
+  ready(stop: () => void): void;
+  /** SIGINT, SIGTERM or SIGHUP arrived. */
+  signal(sig: Deno.Signal): void;
+}
+
+const EMBEDDED_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
 /** The parts of a running daemon. */
 interface Parts {
   plan: NetPlan;
@@ -141,7 +155,12 @@ class Stopper {
     this.#onStop?.();
   };
 
-  constructor() {
+  /** Embedded (`-- CMD`): the signals go to the embedding (it passes them on to CMD). */
+  constructor(embed?: Embedding) {
+    if (embed) {
+      for (const sig of EMBEDDED_SIGNALS) Deno.addSignalListener(sig, () => embed.signal(sig));
+      return;
+    }
     Deno.addSignalListener("SIGINT", this.#handler);
     Deno.addSignalListener("SIGTERM", this.#handler);
   }
@@ -171,9 +190,14 @@ async function build(
   prepared: Awaited<ReturnType<typeof prepareFirewall>>,
   down: Teardown,
   fwLog: (line: string) => void,
+  embedded: boolean,
 ): Promise<Parts> {
   const plan = netPlanFrom(cfg.cidr4, cfg.cidr6);
-  const log = cfg.quiet ? () => {} : (line: string) => console.log(line);
+  const log = cfg.quiet
+    ? () => {}
+    : embedded
+    ? (line: string) => console.error(line)
+    : (line: string) => console.log(line);
   const tap = await attach(cfg, plan);
   down.add(() => tap.close());
   if (cfg.exitWithParent) {
@@ -283,6 +307,7 @@ async function serve(
   exitFd: WatchedFd | null,
   down: Teardown,
   stopper: Stopper,
+  embed?: Embedding,
 ) {
   const stop = () => p.poller.stop();
   stopper.onStop(stop);
@@ -293,11 +318,12 @@ async function serve(
   }
   // The fd first: whoever waits for either signal may act at once.
   if (cfg.readyFd !== null) writeAndClose(cfg.readyFd, "1", "--ready-fd");
-  console.error(`[+] #${Deno.pid} Slirpnetstack started`);
+  if (embed) embed.ready(stop);
+  else console.error(`[+] #${Deno.pid} Slirpnetstack started`);
   // slirpnetstack's second readiness signal. Not to init (pid 1) or a subreaper that
   // adopted slirpd: SIGWINCH means something else to them.
   const ppid = parentPid();
-  if (ppid > 1 && ppid === initialParent) {
+  if (!embed && ppid > 1 && ppid === initialParent) {
     try {
       Deno.kill(ppid, "SIGWINCH");
     } catch { /* the parent is gone or not ours to signal */ }
@@ -331,10 +357,10 @@ function stopLine(p: Parts): string {
 /** The parent when slirpd started (-exit-with-parent, SIGWINCH). */
 const initialParent = parentPid();
 
-export async function runDaemon(cfg: Config): Promise<number> {
-  const stopper = new Stopper();
+export async function runDaemon(cfg: Config, embed?: Embedding): Promise<number> {
+  const stopper = new Stopper(embed);
   try {
-    return await runStopping(cfg, stopper);
+    return await runStopping(cfg, stopper, embed);
   } catch (e) {
     if (e instanceof StartFailure) return e.code;
     throw e;
@@ -363,7 +389,11 @@ function startMetrics(cfg: Config, parts: { p: Parts | null }, down: Teardown): 
   });
 }
 
-async function runStopping(cfg: Config, stopper: Stopper): Promise<number> {
+async function runStopping(
+  cfg: Config,
+  stopper: Stopper,
+  embed?: Embedding,
+): Promise<number> {
   // Firewall lines (resolved names, blocked flows) go to stderr: stdout carries only the
   // connection lines scripts written for slirpnetstack read one by one.
   const fwLog = cfg.quiet ? () => {} : (line: string) => console.error(line);
@@ -385,15 +415,15 @@ async function runStopping(cfg: Config, stopper: Stopper): Promise<number> {
     if (exitFd !== null) down.add(() => exitFd.close());
     const holder: { p: Parts | null } = { p: null };
     startMetrics(cfg, holder, down);
-    const parts = await build(cfg, prepared, down, fwLog);
+    const parts = await build(cfg, prepared, down, fwLog, embed !== undefined);
     holder.p = parts;
     const failed = await openForwards(cfg, parts, down);
     if (failed !== 0) return failed;
     // Everything that needs privileges is done: confine before the guest may speak.
     confine(cfg, (line) => console.error(line));
-    await serve(cfg, parts, exitFd, down, stopper);
+    await serve(cfg, parts, exitFd, down, stopper, embed);
     down.run();
-    if (!cfg.quiet) console.error(stopLine(parts));
+    if (!cfg.quiet && !embed) console.error(stopLine(parts));
     return 0;
   } finally {
     down.run();

@@ -1,13 +1,16 @@
 // Raw file-descriptor calls for descriptors slirpd inherits (the slirp4netns --ready-fd and
 // --exit-fd contracts): Deno has no API to adopt an fd number.
 
-import { check, openLibc } from "./libc.ts";
+import { check, cstring, openLibc } from "./libc.ts";
 import type { Pollable } from "./poller.ts";
 
 const libc = openLibc({
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
+  tcgetpgrp: { parameters: ["i32"], result: "i32" },
+  getpgrp: { parameters: [], result: "i32" },
 });
 
 const F_GETFD = 1;
@@ -49,4 +52,18 @@ export class WatchedFd implements Pollable {
     libc.close(this.#fd);
     this.#fd = -1;
   }
+}
+
+/** mkfifo(3): a named pipe at `path` (Deno has no API for one). */
+export function makeFifo(path: string, mode = 0o600): void {
+  check(libc.mkfifo(cstring(path), mode), "mkfifo", path);
+}
+
+/**
+ * Whether `fd` is a terminal whose foreground process group is ours: then a Ctrl-C (SIGINT)
+ * from it reached every process of the group, not only us.
+ */
+export function inTerminalForeground(fd: number): boolean {
+  const fg = libc.tcgetpgrp(fd);
+  return fg > 0 && fg === libc.getpgrp();
 }

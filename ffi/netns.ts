@@ -36,7 +36,13 @@ const libc = openLibc({
   close: { parameters: ["i32"], result: "i32" },
   setns: { parameters: ["i32", "i32"], result: "i32" },
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
 });
+
+const AT_FDCWD = -100;
+const STATX_INO = 0x100;
+const STATX_INO_OFFSET = 32; // struct statx: the same layout on every architecture
+const statxBuf = new Uint8Array(256);
 
 /** open(path, flags) or throw `open(path): ENOENT`. */
 export function openPath(path: string, flags: number, mode = 0): number {
@@ -59,7 +65,10 @@ export function openRtnl(): number {
 
 /** Inode of a namespace file (nsfs): equal inodes = the same namespace. */
 export function nsInode(path: string): bigint {
-  return BigInt(Deno.statSync(path).ino ?? 0);
+  // statx, not Deno.statSync: Deno wants --allow-all for /proc/self/fd/N paths, and the
+  // compiled binary runs with narrower permissions (scripts/permissions.ts).
+  check(libc.statx(AT_FDCWD, cstring(path), 0, STATX_INO, statxBuf), "statx", path);
+  return new DataView(statxBuf.buffer).getBigUint64(STATX_INO_OFFSET, true);
 }
 
 /** The path of the innermost open `withNetns` window, for messages. */

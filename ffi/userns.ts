@@ -25,7 +25,7 @@
 // ip (iproute2) at run time, and /dev/net/tun usable by the user (0666, as distributions ship).
 
 import { EPERM } from "./errno.ts";
-import { check, errno, openLibc, SyscallError } from "./libc.ts";
+import { check, cstring, errno, openLibc, SyscallError } from "./libc.ts";
 import {
   closeFd,
   GuestNetns,
@@ -51,6 +51,7 @@ const libc = openLibc({
   ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
   syscall: { parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
 });
 
 export interface NetnsOwner {
@@ -151,16 +152,15 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
 
     // Ready once `ip` has opened its netlink socket (fd 3; before, fd 3 is nsenter's ns file).
     const deadline = Date.now() + timeoutMs;
+    // readlink(2) itself: Deno wants --allow-all for /proc/PID/fd paths (scripts/permissions.ts).
+    const linkBuf = new Uint8Array(256);
     const fdLink = (n: number) => {
-      try {
-        return Deno.readLinkSync(`/proc/${c.pid}/fd/${n}`);
-      } catch {
-        return "";
-      }
+      const len = Number(libc.readlink(cstring(`/proc/${c.pid}/fd/${n}`), linkBuf, 256n));
+      return len < 0 ? "" : new TextDecoder().decode(linkBuf.subarray(0, len));
     };
     while (!fdLink(3).startsWith("socket:")) {
       if (exited || Date.now() > deadline) {
-        c.kill("SIGKILL");
+        killQuietly(c); // (exited: kill() would throw "already terminated")
         await c.status.catch(() => {});
         const msg = (await stderr).trim().replaceAll("\n", "; ");
         throw new Error(
@@ -194,12 +194,18 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
     closeFd(netfd);
     if (child && !exited) {
       // Our copies keep the tun fd and the socket alive; the helper has nothing left to do.
-      child.kill("SIGKILL");
+      killQuietly(child);
       await child.status.catch(() => {});
     }
     if (child) await child.stdin.close().catch(() => {});
     await stderr;
   }
+}
+
+function killQuietly(c: Deno.ChildProcess): void {
+  try {
+    c.kill("SIGKILL");
+  } catch { /* it exited meanwhile */ }
 }
 
 function sys(nr: number, a: number, b: number, call: string, subject: string): number {

@@ -6,7 +6,7 @@
 
 import { dirname, join, relative, resolve } from "node:path";
 
-const ROOTS = ["main.ts", "cli", "stack", "ffi", "firewall", "scripts", "tests"];
+const ROOTS = ["main.ts", "daemon", "stack", "ffi", "firewall", "scripts", "tests"];
 const IMPORT_RE = /(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+["'](\.[^"']+)["']/g;
 
 function walk(path: string, out: string[]): void {

@@ -59,7 +59,13 @@ export async function makeBundle(opts: BundleOptions): Promise<void> {
   // Name lookups are not needed (the URL is a literal), but keep libc's resolver quiet.
   await Deno.writeTextFile(`${rootfs}/etc/hosts`, "127.0.0.1 localhost\n");
   await Deno.writeTextFile(`${rootfs}/etc/passwd`, "root:x:0:0:root:/:/bin/sh\n");
-  await Deno.writeTextFile(`${opts.dir}/config.json`, JSON.stringify(ociConfig(opts), null, 2));
+  const config = ociConfig({
+    rootPath: "rootfs",
+    args: ["/usr/bin/busybox", "sh", "-c", opts.script],
+    netnsPath: opts.netnsPath,
+    hostname: opts.hostname,
+  });
+  await Deno.writeTextFile(`${opts.dir}/config.json`, JSON.stringify(config, null, 2));
 }
 
 async function findBusybox(): Promise<string> {
@@ -71,16 +77,27 @@ async function findBusybox(): Promise<string> {
   throw new Error("busybox not found (install the busybox package)");
 }
 
-/** The OCI runtime config: `runsc spec`'s defaults, our process, and the guest netns path. */
-function ociConfig(opts: BundleOptions): Record<string, unknown> {
+export interface ConfigOptions {
+  /** The rootfs: absolute, or relative to the bundle directory. */
+  rootPath: string;
+  /** The container's process (argv). */
+  args: string[];
+  /** The network namespace the container joins (the one slirpd serves). */
+  netnsPath: string;
+  hostname?: string;
+  readonly?: boolean;
+}
+
+/** The OCI runtime config: `runsc spec`'s defaults, a process, and the guest netns path. */
+export function ociConfig(opts: ConfigOptions): Record<string, unknown> {
   // CAP_NET_RAW so busybox ping can open its raw ICMP socket inside gVisor (with --net-raw).
   const caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW"];
   return {
     ociVersion: "1.0.0",
     process: {
       user: { uid: 0, gid: 0 },
-      args: ["/usr/bin/busybox", "sh", "-c", opts.script],
-      env: ["PATH=/usr/bin:/bin", "HOME=/"],
+      args: opts.args,
+      env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/"],
       cwd: "/",
       capabilities: {
         bounding: caps,
@@ -90,7 +107,7 @@ function ociConfig(opts: BundleOptions): Record<string, unknown> {
       },
       rlimits: [{ type: "RLIMIT_NOFILE", hard: 1024, soft: 1024 }],
     },
-    root: { path: "rootfs", readonly: true },
+    root: { path: opts.rootPath, readonly: opts.readonly ?? true },
     hostname: opts.hostname ?? "gvisor",
     mounts: [
       { destination: "/proc", type: "proc", source: "proc" },

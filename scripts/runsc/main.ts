@@ -1,8 +1,18 @@
-// gVisor check: a runsc sandbox whose network namespace is served by slirpd reaches a service
-// on the "host" through slirpd.
+// gVisor: run a runsc sandbox whose network namespace slirpd serves.
 //
-//   deno run -A scripts/runsc/main.ts
+//   deno task runsc -- --bundle DIR [OPTIONS]                your OCI bundle (DIR/config.json)
+//   deno task runsc -- --rootfs DIR [OPTIONS] [CMD [ARGS...]]   a root filesystem; CMD (default
+//                                                            /bin/sh) with our stdin/stdout
+//   OPTIONS: --slirpd FLAG (repeatable: slirpd's flags besides --configure, e.g.
+//            --slirpd=--enable-routing), --runsc FLAG (repeatable: runsc's global flags, e.g.
+//            --runsc=--platform=ptrace), --id NAME (container id)
+//   deno task runsc                                          the self-test below
 //
+// Your bundle is not modified: its config.json is copied with root.path made absolute and the
+// network namespace pointed at the one slirpd serves (scripts/runsc/sandbox.ts). The exit code
+// is the container's. As root (runsc --network=sandbox needs it).
+//
+// The self-test (no arguments) goes through the same code:
 // It builds, all by itself and all torn down at the end (as scripts/demo.ts does):
 //   - an isolated "host" namespace with the test address 192.0.2.1 and a small HTTP service,
 //   - a guest namespace, and slirpd in the host namespace serving it (--configure --enable-host),
@@ -13,15 +23,10 @@
 // http://192.0.2.1:8080/. Exit code 0 when the fetch works; the ping is reported, not required.
 // Why runsc needs `unshare -m` and a tmpfs over /proc/sys/net/core: see scripts/runsc/runsc.ts.
 
-import {
-  HostNet,
-  makeHostNet,
-  makeNetns,
-  needs,
-  startSlirpd,
-} from "../../tests/support/harness.ts";
-import { makeBundle } from "./bundle.ts";
-import { explain, Runsc, type RunscResult, runscVersion } from "./runsc.ts";
+import { HostNet, makeHostNet, needs } from "../../tests/support/harness.ts";
+import { makeBundle, ociConfig } from "./bundle.ts";
+import { explain } from "./runsc.ts";
+import { runSandbox } from "./sandbox.ts";
 
 /** The service's greeting; its presence in the container's output is the success test. */
 export const GREETING = "hello from the host service";
@@ -85,82 +90,138 @@ function fail(msg: string): never {
 
 const say = (s: string) => console.log(`\n\x1b[1m== ${s}\x1b[0m`);
 
-if (Deno.uid() !== 0) fail("needs root (network namespaces, runsc)");
-const missing = needs("unshare", "nsenter", "ldd", "busybox");
-if (missing) fail(missing.replace("skipped: ", ""));
-const version = await runscVersion();
-if (version === null) fail("needs gVisor's runsc on PATH (Debian package runsc)");
-
-await using net = await makeHostNet();
-await using guest = await makeNetns("runsc");
-say(`${version}; guest namespace ${guest.name}; host namespace ${net.host.name}`);
-
-await using server = net.host.spawn([Deno.execPath(), "eval", SERVICE]);
-await server.waitFor((b) => b.stdout.includes("listening"), 20_000, "the host service");
-
-// runsc copies the netns's routes into gVisor and refuses a link with two default routes of one
-// family; slirpd's RAs under --configure do not make the guest add a second one (router
-// lifetime 0), so the guest needs no extra setting here.
-
-say("start slirpd --configure --enable-host in the host namespace");
-await using slirpd = await startSlirpd({
-  guest,
-  hostNs: net.host,
-  args: ["--configure", "--enable-host"],
-});
-console.log(await guest.must(["ip", "-br", "addr"]));
-
-const tmp = await Deno.makeTempDir({ prefix: "slirpd-runsc-" });
-let ok = false;
-try {
-  const bundle = `${tmp}/bundle`;
-  await makeBundle({ dir: bundle, netnsPath: guest.path, script: SCRIPT });
-  const runsc = new Runsc(`${tmp}/state`, [
-    "--platform=ptrace",
-    "--network=sandbox",
-    "--net-raw", // let the container's CAP_NET_RAW open raw sockets (busybox ping)
-  ]);
-  const id = `slirpd-${guest.name}`;
-  say(`runsc ${runsc.flags.join(" ")} run (bundle and --root in ${tmp})`);
-  // Ctrl-C while the container runs: kill it through runsc, so the cleanup below still runs
-  // (without a listener Deno would exit at once and leave the sandbox and namespaces behind).
-  const interrupt = () => {
-    console.log("interrupted: removing the container, then cleaning up");
-    void runsc.remove(id);
-  };
-  Deno.addSignalListener("SIGINT", interrupt);
-  Deno.addSignalListener("SIGTERM", interrupt);
-  let r: RunscResult;
-  try {
-    r = await runsc.runContainer(bundle, id, guest.path, CONTAINER_TIMEOUT_MS);
-  } finally {
-    Deno.removeSignalListener("SIGINT", interrupt);
-    Deno.removeSignalListener("SIGTERM", interrupt);
-    await runsc.remove(id);
-  }
-  console.log(r.stdout.trimEnd());
-  if (r.stderr.trim()) console.log(`runsc stderr:\n${r.stderr.trimEnd()}`);
-  if (r.timedOut) console.log(`runsc: killed after ${CONTAINER_TIMEOUT_MS / 1000} s`);
-  const hint = explain(r.stderr);
-  if (hint) console.log(`why: ${hint}`);
-  say("guest namespace afterwards: runsc moved the tap's addresses into gVisor");
-  console.log(await guest.must(["ip", "-br", "addr"]));
-
-  const pinged = /ping exit 0/.test(r.stdout);
-  const fetched = r.code === 0 && r.stdout.includes(GREETING);
-  const bulk = r.stdout.includes(`down ${BULK} bytes`) && r.stdout.includes(`received ${BULK}`);
-  ok = fetched && bulk;
-  say("result");
-  console.log(`ping 10.0.2.2 from gVisor: ${pinged ? "ok" : "failed (not required)"}`);
-  console.log(`fetch ${URL} from gVisor: ${fetched ? "ok" : `FAILED (runsc exit ${r.code})`}`);
-  console.log(`bulk ${BULK} bytes each way: ${bulk ? "ok" : "FAILED"}`);
-  if (server.stdout.includes("broke")) console.log(server.stdout.trimEnd());
-} finally {
-  await Deno.remove(tmp, { recursive: true }).catch(() => {});
+interface Cli {
+  bundle?: string;
+  rootfs?: string;
+  id?: string;
+  slirpd: string[];
+  runsc: string[];
+  cmd: string[];
 }
 
-say("stop slirpd (SIGTERM)");
-const status = await slirpd.stop("SIGTERM");
-console.log(slirpd.stderr.trim().split("\n").slice(1).join("\n"));
-console.log(`slirpd exited with ${status.code}`);
-Deno.exitCode = ok && status.code === 0 ? 0 : 1;
+const USAGE = "usage: deno task runsc -- --bundle DIR | --rootfs DIR [CMD...] " +
+  "[--slirpd FLAG]... [--runsc FLAG]... [--id NAME]";
+
+function parseCli(argv: string[]): Cli {
+  const a = argv[0] === "--" ? argv.slice(1) : argv;
+  const o: Cli = { slirpd: [], runsc: [], cmd: [] };
+  for (let i = 0; i < a.length; i++) {
+    const m = a[i].match(/^--(bundle|rootfs|id|slirpd|runsc)(?:=(.*))?$/s);
+    if (!m) {
+      if (a[i] === "--") o.cmd = a.slice(i + 1);
+      else if (a[i].startsWith("-")) fail(`unknown option ${a[i]}; ${USAGE}`);
+      else o.cmd = a.slice(i);
+      break;
+    }
+    const v = m[2] ?? a[++i];
+    if (v === undefined) fail(`--${m[1]} needs a value; ${USAGE}`);
+    if (m[1] === "slirpd" || m[1] === "runsc") o[m[1]].push(v);
+    else o[m[1] as "bundle" | "rootfs" | "id"] = v;
+  }
+  if (o.bundle !== undefined && o.rootfs !== undefined) fail("--bundle or --rootfs, not both");
+  if (o.bundle !== undefined && o.cmd.length > 0) {
+    fail(`--bundle runs the bundle's own process; unexpected ${o.cmd[0]}`);
+  }
+  if (o.bundle === undefined && o.rootfs === undefined && a.length > 0) fail(USAGE);
+  return o;
+}
+
+const abs = (p: string) => p.startsWith("/") ? p : `${Deno.cwd()}/${p}`;
+
+/** A user's bundle or rootfs: the container's stdio is ours, its exit code ours. */
+async function userRun(o: Cli): Promise<number> {
+  let config: Record<string, unknown>;
+  let bundleDir: string;
+  if (o.bundle !== undefined) {
+    bundleDir = abs(o.bundle);
+    try {
+      config = JSON.parse(await Deno.readTextFile(`${bundleDir}/config.json`));
+    } catch (e) {
+      fail(`--bundle ${o.bundle}: no readable config.json (${(e as Error).message})`);
+    }
+  } else {
+    bundleDir = abs(o.rootfs!);
+    if (!(await Deno.stat(bundleDir).catch(() => null))?.isDirectory) {
+      fail(`--rootfs ${o.rootfs}: not a directory`);
+    }
+    config = ociConfig({
+      rootPath: bundleDir,
+      args: o.cmd.length > 0 ? o.cmd : ["/bin/sh"],
+      netnsPath: "",
+      readonly: false,
+    });
+  }
+  const r = await runSandbox({
+    config,
+    bundleDir,
+    id: o.id,
+    slirpdArgs: o.slirpd,
+    runscFlags: o.runsc,
+    stdio: "inherit",
+    timeoutMs: 24 * 3600_000,
+    log: (l) => console.error(`runsc: ${l}`),
+  });
+  if (r.slirpdCode !== 0) console.error(`runsc: slirpd exited with ${r.slirpdCode}`);
+  return r.code;
+}
+
+async function selfTest(): Promise<boolean> {
+  const missing = needs("unshare", "nsenter", "ldd", "busybox");
+  if (missing) fail(missing.replace("skipped: ", ""));
+  await using net = await makeHostNet();
+  say(`host namespace ${net.host.name} (${HostNet.HOST4}) with a service`);
+  await using server = net.host.spawn([Deno.execPath(), "eval", SERVICE]);
+  await server.waitFor((b) => b.stdout.includes("listening"), 20_000, "the host service");
+
+  // runsc copies the netns's routes into gVisor and refuses a link with two default routes of
+  // one family; slirpd's RAs under --configure do not make the guest add a second one (router
+  // lifetime 0), so the guest needs no extra setting here.
+  const busybox = await Deno.makeTempDir({ prefix: "slirpd-runsc-busybox-" });
+  try {
+    await makeBundle({ dir: busybox, netnsPath: "", script: SCRIPT });
+    const config = JSON.parse(await Deno.readTextFile(`${busybox}/config.json`));
+    say("slirpd --configure --enable-host in the host namespace; runsc in a fresh guest netns");
+    const r = await runSandbox({
+      config,
+      bundleDir: busybox,
+      slirpdArgs: ["--enable-host"],
+      hostNs: net.host,
+      // --net-raw: let the container's CAP_NET_RAW open raw sockets (busybox ping)
+      runscFlags: ["--platform=ptrace", "--net-raw"],
+      stdio: "piped",
+      timeoutMs: CONTAINER_TIMEOUT_MS,
+      log: (l) => console.log(l),
+      beforeRun: async (guest) => console.log(await guest.must(["ip", "-br", "addr"])),
+      afterRun: async (guest) => {
+        say("guest namespace afterwards: runsc moved the tap's addresses into gVisor");
+        console.log(await guest.must(["ip", "-br", "addr"]));
+      },
+    });
+    console.log(r.stdout.trimEnd());
+    if (r.stderr.trim()) console.log(`runsc stderr:\n${r.stderr.trimEnd()}`);
+    if (r.timedOut) console.log(`runsc: killed after ${CONTAINER_TIMEOUT_MS / 1000} s`);
+    const hint = explain(r.stderr);
+    if (hint) console.log(`why: ${hint}`);
+
+    const pinged = /ping exit 0/.test(r.stdout);
+    const fetched = r.code === 0 && r.stdout.includes(GREETING);
+    const bulk = r.stdout.includes(`down ${BULK} bytes`) && r.stdout.includes(`received ${BULK}`);
+    say("result");
+    console.log(`ping 10.0.2.2 from gVisor: ${pinged ? "ok" : "failed (not required)"}`);
+    console.log(`fetch ${URL} from gVisor: ${fetched ? "ok" : `FAILED (runsc exit ${r.code})`}`);
+    console.log(`bulk ${BULK} bytes each way: ${bulk ? "ok" : "FAILED"}`);
+    if (server.stdout.includes("broke")) console.log(server.stdout.trimEnd());
+    console.log(r.slirpdStderr.trim().split("\n").slice(1).join("\n"));
+    console.log(`slirpd exited with ${r.slirpdCode}`);
+    return fetched && bulk && r.slirpdCode === 0;
+  } finally {
+    await Deno.remove(busybox, { recursive: true }).catch(() => {});
+  }
+}
+
+if (import.meta.main) {
+  const cli = parseCli(Deno.args);
+  if (Deno.uid() !== 0) fail("needs root (runsc --network=sandbox and network namespaces)");
+  if (cli.bundle !== undefined || cli.rootfs !== undefined) Deno.exit(await userRun(cli));
+  Deno.exitCode = (await selfTest()) ? 0 : 1;
+}

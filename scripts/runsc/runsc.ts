@@ -7,7 +7,9 @@
 //      the addresses and routes into gVisor, and deletes them from the kernel. Frames gVisor
 //      sends on that packet socket come out of the tap fd slirpd reads, and frames slirpd writes
 //      to the tap reach the packet socket: a tap works, no veth is needed.
-//   2. A tmpfs over /proc/sys/net/core, in a private mount namespace (`unshare -m`). runsc
+//   2. Only where needed (coreWorkaroundNeeded: an old runsc on a kernel that shows
+//      rmem_default in every netns): a tmpfs over /proc/sys/net/core, in a private mount
+//      namespace (`unshare -m`). runsc
 //      refuses ("cannot run with network enabled in root network namespace") when, after joining
 //      the container's netns, /proc/sys/net/core/rmem_default exists: its isRootNS() test (in
 //      runsc/sandbox/network.go) assumes only the init netns has that file. Recent kernels (6.11
@@ -41,14 +43,18 @@ export class Runsc {
     return ["runsc", `--root=${this.root}`, ...this.flags, ...args];
   }
 
-  /** `runsc run` inside `unshare -m` with /proc/sys/net/core hidden (see the top of the file). */
+  /**
+   * `runsc run`; with `hideCore` inside `unshare -m` with /proc/sys/net/core hidden (see the
+   * top of the file). `stdio: "inherit"` passes ours to the container (output then is "").
+   */
   async runContainer(
     bundle: string,
     id: string,
     netnsPath: string,
-    timeoutMs: number,
+    opts: { timeoutMs: number; hideCore: boolean; stdio: "piped" | "inherit" },
   ): Promise<RunscResult> {
-    const cmd = [
+    const runsc = this.argv(["run", `--bundle=${bundle}`, id]);
+    const cmd = !opts.hideCore ? runsc : [
       "unshare",
       "--mount",
       "--propagation",
@@ -59,13 +65,13 @@ export class Runsc {
       'nsenter --net="$0" mount -t tmpfs -o size=4k,mode=0555 slirpd-runsc /proc/sys/net/core ' +
       '&& exec "$@"',
       netnsPath,
-      ...this.argv(["run", `--bundle=${bundle}`, id]),
+      ...runsc,
     ];
     const child = new Deno.Command(cmd[0], {
       args: cmd.slice(1),
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
+      stdin: opts.stdio === "inherit" ? "inherit" : "null",
+      stdout: opts.stdio,
+      stderr: opts.stdio,
     }).spawn();
     let timedOut = false;
     // On timeout kill the container through runsc too: the sandbox and gofer processes hold
@@ -76,8 +82,11 @@ export class Runsc {
         child.kill("SIGKILL");
       } catch { /* gone */ }
       void this.remove(id);
-    }, timeoutMs);
+    }, opts.timeoutMs);
     try {
+      if (opts.stdio === "inherit") {
+        return { code: (await child.status).code, stdout: "", stderr: "", timedOut };
+      }
       const out = await child.output();
       const dec = new TextDecoder();
       return {
@@ -105,6 +114,32 @@ export async function runscVersion(): Promise<string | null> {
   } catch {
     return null;
   }
+}
+
+/** The first release of gVisor after the fix of issue 10704 (reported 2024-07-30). */
+const FIXED_RELEASE = "20240801";
+
+/**
+ * Whether runsc needs /proc/sys/net/core hidden: the kernel shows rmem_default inside a
+ * non-initial netns (Linux 6.11+), and runsc predates the fix (its version carries a date:
+ * "release-20240807.0", Debian's "0.0~20221219.0"; no date: assume old, the tmpfs is harmless).
+ */
+export function coreWorkaroundNeeded(version: string, rmemInNetns: boolean): boolean {
+  if (!rmemInNetns) return false;
+  const date = version.match(/(20\d{6})/);
+  return date === null || date[1] < FIXED_RELEASE;
+}
+
+/** Whether /proc/sys/net/core/rmem_default exists as seen from inside the netns. */
+export async function rmemVisibleIn(netnsPath: string): Promise<boolean> {
+  const r = await run([
+    "nsenter",
+    `--net=${netnsPath}`,
+    "test",
+    "-e",
+    "/proc/sys/net/core/rmem_default",
+  ]);
+  return r.code === 0;
 }
 
 /** A line on what blocks runsc, for the errors this setup is known to meet; else null. */

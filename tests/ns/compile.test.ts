@@ -1,5 +1,6 @@
 // The release binary: `deno task compile` makes one self-contained `slirpd`, and that binary
-// attaches to a namespace and answers pings like `deno run main.ts` does.
+// attaches to a namespace and answers pings like `deno run main.ts` does. Without network and
+// DENORT_BIN, `deno task compile` says in one line what it needs.
 //
 // `deno compile` fetches the `denort` runtime from Deno's download host, which some machines
 // (this project's CI among them) cannot reach. Where DENORT_BIN points at a denort, the test
@@ -21,8 +22,9 @@ Deno.test({
     const dir = await Deno.makeTempDir();
     try {
       const out = `${dir}/slirpd`;
+      // `deno task compile`: the release's permissions and stamp (scripts/compile.ts).
       const c = await run(
-        [Deno.execPath(), "compile", "--allow-all", "--output", out, `${REPO}main.ts`],
+        [Deno.execPath(), "run", "--allow-all", `${REPO}scripts/compile.ts`, "--output", out],
         { timeoutMs: 300_000 },
       );
       assert.equal(c.code, 0, c.stderr);
@@ -39,4 +41,32 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("compile: offline without DENORT_BIN, one line naming DENORT_BIN", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A fresh DENO_DIR (no cached denort) and a dead proxy: the download must fail.
+    const dead = "http://127.0.0.1:9";
+    const r = await run([
+      "env",
+      "-u",
+      "DENORT_BIN",
+      `DENO_DIR=${dir}/deno-dir`,
+      `HTTPS_PROXY=${dead}`,
+      `HTTP_PROXY=${dead}`,
+      Deno.execPath(),
+      "run",
+      "--allow-all",
+      `${REPO}scripts/compile.ts`,
+      "--output",
+      `${dir}/slirpd`,
+    ], { timeoutMs: 300_000 });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const lines = r.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0], /^compile: .*set DENORT_BIN=/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -3,7 +3,7 @@
 // ping in the guest succeeds). Every namespace is fresh (random suffix) and removed afterwards.
 
 import { skip } from "../support/harness.ts";
-import { makeNetns, must, run } from "../support/harness.ts";
+import { makeNetns, must, needs, run } from "../support/harness.ts";
 import { nsInode, openGuestNetnsDirect, withNetns } from "../../ffi/netns.ts";
 import { openTap, Tap, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from "../../ffi/tap.ts";
 import { configureGuest, formatIp, type GuestConfig } from "../../ffi/netlink.ts";
@@ -274,19 +274,19 @@ async function pingThroughTap(vnetHdr: boolean): Promise<void> {
 
 Deno.test({
   name: "tap read/write with the vnet header: ARP + echo reply make the guest's ping succeed",
-  ignore: skip(SKIP, "ffi_core"),
+  ignore: skip(SKIP ?? needs("ping"), "ffi_core"),
   fn: () => pingThroughTap(true),
 });
 
 Deno.test({
   name: "tap read/write without the vnet header (vnetLen 0)",
-  ignore: skip(SKIP, "ffi_core"),
+  ignore: skip(SKIP ?? needs("ping"), "ffi_core"),
   fn: () => pingThroughTap(false),
 });
 
 Deno.test({
   name: "IPv6 is usable right after configureGuest: ping -6 fd00::2 goes out from fd00::100",
-  ignore: skip(SKIP, "ffi_core"),
+  ignore: skip(SKIP ?? needs("ping"), "ffi_core"),
   fn: async () => {
     await using ns = await makeNetns("ping6");
     const name = tapName();

@@ -3,7 +3,7 @@
 // Deno timers still run while the loop is busy.
 
 import { skip } from "../support/harness.ts";
-import { makeNetns } from "../support/harness.ts";
+import { makeNetns, needs } from "../support/harness.ts";
 import { openGuestNetnsDirect } from "../../ffi/netns.ts";
 import { openTap, Tap } from "../../ffi/tap.ts";
 import { configureGuest } from "../../ffi/netlink.ts";
@@ -134,7 +134,7 @@ Deno.test("Poller: Deno timers run while the loop is busy (it yields to the even
 
 Deno.test({
   name: "Poller: a readable tap reaches its handler with EPOLLIN",
-  ignore: skip(SKIP, "ffi_poller"),
+  ignore: skip(SKIP ?? needs("ping"), "ffi_poller"),
   fn: async () => {
     await using ns = await makeNetns("poll");
     const name = `sdtap${Math.random().toString(36).slice(2, 8)}`;

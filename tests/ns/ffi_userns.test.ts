@@ -5,7 +5,7 @@
 // 0666 tun node (on a tmpfs) is bind-mounted over /dev/net/tun; the user gets its own DENO_DIR.
 
 import { skip } from "../support/harness.ts";
-import { run } from "../support/harness.ts";
+import { needs, run } from "../support/harness.ts";
 import { assert, assertEquals } from "../support/ffi_helpers.ts";
 
 const SKIP = Deno.uid() !== 0 ? "skipped: needs root to set up the unprivileged user" : null;
@@ -39,7 +39,7 @@ setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all sh -c '
 Deno.test({
   name:
     "userns: an unprivileged user opens, attaches and configures taps in its unshare -Urn netns",
-  ignore: skip(SKIP, "ffi_userns"),
+  ignore: skip(SKIP ?? needs("ping", "setpriv", "unshare"), "ffi_userns"),
   fn: async () => {
     const sfx = Math.random().toString(36).slice(2, 7);
     const existing = `sdtex${sfx}`, fresh = `sdtnw${sfx}`;

@@ -22,7 +22,7 @@ import {
   startSlirpd,
 } from "../support/harness.ts";
 
-const SKIP = needs("python3");
+const SKIP = needs("python3", "sysctl");
 
 const PY = String.raw`
 import socket, sys, threading, time

@@ -10,6 +10,7 @@
 //                              dut 02:00:00:00:00:0b  192.0.2.2/24, 2001:db8::2/64
 
 import assert from "node:assert/strict";
+import { needs, skip } from "../support/harness.ts";
 import { formatIp, parseIp } from "../../stack/wire/bytes.ts";
 import {
   BROADCAST_MAC,
@@ -343,6 +344,7 @@ function findSynAck(frames: Uint8Array[], sport: number) {
 
 Deno.test({
   name: "wire kernel: the kernel accepts and answers what the emitters build",
+  ignore: skip(needs("socat", "dumpcap", "sysctl"), "wire kernel"),
   async fn(t) {
     const ns = new Netns();
     const children: Deno.ChildProcess[] = [];

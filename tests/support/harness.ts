@@ -76,21 +76,59 @@ export async function must(
   return r.stdout;
 }
 
-/** null when the tool is on PATH, else the skip reason ("skipped: needs X"). */
+/**
+ * The Debian package that brings each tool a test may need (for the summary line
+ * scripts/test.ts prints: `apt-get install -y PACKAGES`). A tool not listed is its own package.
+ */
+export const TOOL_PACKAGES: Record<string, string> = {
+  ping: "iputils-ping",
+  dumpcap: "tshark",
+  tshark: "tshark",
+  dig: "dnsutils",
+  pasta: "passt",
+  unshare: "util-linux",
+  nsenter: "util-linux",
+  setpriv: "util-linux",
+  ip: "iproute2",
+  ss: "iproute2",
+  tc: "iproute2",
+  sysctl: "procps",
+  ps: "procps",
+  ldd: "libc-bin",
+  man: "man-db",
+};
+
+/**
+ * Where skips are written, one a line, when the suite runs under scripts/test.ts: "tool NAME"
+ * for a missing tool, "other REASON" for anything else (DENORT_BIN, not root, ...).
+ */
+const SKIP_LOG = Deno.env.get("SLIRPD_SKIP_LOG");
+
+function logSkip(line: string): void {
+  if (SKIP_LOG) Deno.writeTextFileSync(SKIP_LOG, line + "\n", { append: true });
+}
+
+/** null when every tool is on PATH, else the skip reason ("skipped: needs X, Y"). */
 export function needs(...tools: string[]): string | null {
-  for (const t of tools) {
-    const path = (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":");
-    const found = path.some((d) => {
+  const path = (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":");
+  const missing = tools.filter((t) =>
+    !path.some((d) => {
       try {
         return Deno.statSync(`${d}/${t}`).isFile;
       } catch {
         return false;
       }
-    });
-    if (!found) return `skipped: needs ${t}`;
-  }
-  return null;
+    })
+  );
+  if (missing.length === 0) return null;
+  for (const t of missing) logSkip(`tool ${t}`);
+  const reason = `skipped: needs ${missing.join(", ")}`;
+  toolReasons.add(reason);
+  return reason;
 }
+
+/** Reasons needs() returned: skip() logs every other reason ("needs root", DENORT_BIN). */
+const toolReasons = new Set<string>();
 
 /**
  * For `Deno.test({ ignore: skip(reason) })`: prints "skipped: needs X — <test>" once so a skip
@@ -98,6 +136,10 @@ export function needs(...tools: string[]): string | null {
  */
 export function skip(reason: string | null, what: string): boolean {
   if (reason !== null) console.log(`${reason} — ${what}`);
+  // A missing tool was logged by needs(); anything else is logged here.
+  if (reason !== null && !toolReasons.has(reason)) {
+    logSkip(`other ${reason.replace(/^skipped: /, "")} (${what})`);
+  }
   return reason !== null;
 }
 
