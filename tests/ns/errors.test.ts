@@ -6,10 +6,15 @@ import { makeNetns, needs, run, skip, slirpdCommand } from "../support/harness.t
 const REPO = new URL("../..", import.meta.url).pathname;
 const ROOT = Deno.uid() !== 0 ? "skipped: needs root" : null;
 
+/** stderr without slirpnetstack's progress lines ("[.] Joininig netns ..."): the error lines. */
+function errorLines(stderr: string): string[] {
+  return stderr.trim().split("\n").filter((l) => !l.startsWith("[.] "));
+}
+
 async function fails(args: string[], re: RegExp, code = 1, wrap: string[] = []): Promise<void> {
   const r = await run([...wrap, ...slirpdCommand(), ...args], { timeoutMs: 60_000 });
   assert.equal(r.code, code, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
-  const lines = r.stderr.trim().split("\n");
+  const lines = errorLines(r.stderr);
   assert.equal(lines.length, 1, `one line: ${r.stderr}`);
   assert.match(lines[0], re);
 }
@@ -88,7 +93,7 @@ Deno.test({
       ], { timeoutMs: 60_000 });
       assert.equal(r.code, 1, r.stderr);
       assert.match(
-        r.stderr.trim(),
+        errorLines(r.stderr).join("\n"),
         /^slirpd: --netns \S+: not permitted .*run slirpd as root.*-- CMD/,
       );
     } finally {
@@ -121,7 +126,7 @@ exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
     });
     try {
       assert.equal(r.code, 1, r.stdout + r.stderr);
-      const lines = r.stderr.trim().split("\n");
+      const lines = errorLines(r.stderr);
       assert.equal(lines.length, 1, r.stderr);
       assert.match(lines[0], /\/dev\/net\/tun.*chmod 0666 \/dev\/net\/tun/);
     } finally {

@@ -342,6 +342,9 @@ export class Background implements AsyncDisposable {
         Deno.kill(s.pid, "SIGKILL");
       } catch { /* gone */ }
     }
+    for (let i = 0; i < 20 && taggedProcesses(this.tag).length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 50)); // SIGKILL is not instant
+    }
     throw new Error(
       `leftover processes of "${this.cmd.join(" ")}": ${
         strays.map((s) => `${s.pid} ${s.args}`).join("; ")
