@@ -64,12 +64,14 @@ function checkUserns(cfg: Config): void {
   }
 }
 
-async function attach(cfg: Config, plan: NetPlan): Promise<Tap> {
+async function attach(cfg: Config, plan: NetPlan, embedded: boolean): Promise<Tap> {
   if (cfg.linkFd !== null) return adoptFrameFd(cfg.linkFd, cfg.vnetHdr);
-  console.error(`[.] Joininig netns ${cfg.netns}`); // (sic: slirpnetstack's, scripts match it)
+  // slirpnetstack's progress lines; not under `-- CMD`, whose stderr belongs to CMD.
+  const progress = embedded ? () => {} : (line: string) => console.error(line);
+  progress(`[.] Joininig netns ${cfg.netns}`); // (sic: slirpnetstack's, scripts match it)
   const ns = await openGuestNetns(cfg.netns);
   try {
-    console.error(`[.] Opening tun interface ${cfg.ifname}`);
+    progress(`[.] Opening tun interface ${cfg.ifname}`);
     const tap = openTap({
       name: cfg.ifname,
       create: cfg.createTap,
@@ -198,7 +200,7 @@ async function build(
     : embedded
     ? (line: string) => console.error(line)
     : (line: string) => console.log(line);
-  const tap = await attach(cfg, plan);
+  const tap = await attach(cfg, plan, embedded);
   down.add(() => tap.close());
   if (cfg.exitWithParent) {
     // After the netns work (slirpnetstack: the setting does not survive its namespace dance).
