@@ -17,6 +17,8 @@ import type { Poller } from "../ffi/poller.ts";
 import { TimerWheel } from "./flow/timers.ts";
 import { type Admission, TcpStack } from "./tcp/mod.ts";
 import { addHostLoopback, FlowVerdict, type HostLoopback, Outbound } from "./flow/outbound.ts";
+import { broadcast4 } from "./flow/routable.ts";
+import { GuestSources } from "./ip/source.ts";
 import { GuestServices, type ServicesOptions } from "./services/mod.ts";
 import { TcpSocket } from "../ffi/socket.ts";
 import { Fragmenter } from "./ip/frag.ts";
@@ -104,7 +106,12 @@ export class Stack {
     this.frag = new Fragmenter(this.tx, opts.plan.mac, this.counters);
     // New flows ask Outbound: redirects first (DNS over TCP to the upstream resolver, remote
     // forwards, host loopback), then the firewall.
-    const out = new Outbound(opts.policy, opts.outbound4 ?? null, opts.outbound6 ?? null);
+    const out = new Outbound(
+      opts.policy,
+      opts.outbound4 ?? null,
+      opts.outbound6 ?? null,
+      broadcast4(opts.plan.prefix4, opts.plan.prefixLen4),
+    );
     this.outbound = out;
     if (opts.hostLoopback) {
       addHostLoopback(out, opts.plan.gateway4, opts.plan.gateway6, opts.hostLoopback);
@@ -118,6 +125,7 @@ export class Stack {
     });
     this.ping = new Ping(this.tx, this.frag, opts.poller, this.wheel, this.counters, {
       policy: opts.policy,
+      routable: (f, b, o) => out.routable(f, b, o),
       bindFor: (f) => out.bindFor(f),
       timeoutMs: opts.udpTimeoutMs,
     });
@@ -189,7 +197,7 @@ export class Stack {
       icmp6,
       tcp: this.tcp,
       udp: this.udp, // local services (DNS, DHCP) are registered with it
-    });
+    }, new GuestSources(opts.plan));
     const ip = this.#ip;
     this.reasm = new Reassembler(
       this.wheel,

@@ -6,6 +6,8 @@ import { Ipv4View } from "../wire/ipv4.ts";
 import { Ipv6View } from "../wire/ipv6.ts";
 import type { Counters } from "../base/counters.ts";
 import { PacketMeta } from "./meta.ts";
+import type { GuestSources } from "./source.ts";
+import { u16 } from "../wire/bytes.ts";
 import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP } from "../base/names.ts";
 
 /** A transport protocol's entry point; `m` is valid only during the call. */
@@ -39,6 +41,8 @@ export class Ip {
   constructor(
     private readonly counters: Counters,
     private readonly transports: Transports,
+    /** Which source addresses the guest may use (source.ts); none: every source (tests). */
+    private readonly sources?: GuestSources,
   ) {}
 
   input4(b: Uint8Array, o: number, n: number): void {
@@ -50,6 +54,15 @@ export class Ip {
     if (!ip.verifyChecksum()) {
       this.counters.dropBadIpChecksum++;
       return;
+    }
+    const src = this.sources;
+    if (src !== undefined) {
+      const dhcp = ip.protocol === PROTO_UDP && !ip.isFragment && ip.payloadLen >= 4 &&
+        u16(b, ip.payloadOffset + 2) === 67;
+      if (!src.ok4(b, ip.srcOffset, ip.protocol, dhcp)) {
+        this.counters.dropBadSource++;
+        return;
+      }
     }
     if (ip.isFragment) {
       if (this.reasm) this.reasm.input4(ip);
@@ -75,6 +88,11 @@ export class Ip {
     const ip = this.#v6;
     if (!ip.parse(b, o, n)) {
       this.counters.dropMalformedIp++;
+      return;
+    }
+    const src = this.sources;
+    if (src !== undefined && !src.ok6(b, ip.srcOffset, ip.protocol)) {
+      this.counters.dropBadSource++;
       return;
     }
     // parse walked the extension headers (bounded) to the upper layer. A Fragment header
