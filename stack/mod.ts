@@ -199,6 +199,7 @@ export class Stack {
       udp: this.udp, // local services (DNS, DHCP) are registered with it
     }, new GuestSources(opts.plan));
     const ip = this.#ip;
+    ip.onLoopbackSource6 = (m) => icmp6.refuseLoopbackSource(m);
     this.reasm = new Reassembler(
       this.wheel,
       this.counters,

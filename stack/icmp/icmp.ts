@@ -9,6 +9,8 @@ import type { PacketMeta } from "../ip/meta.ts";
 import type { NetPlan } from "../base/netplan.ts";
 import type { Transport } from "../ip/ip.ts";
 import type { Tx } from "../link/tx.ts";
+import { emitIcmpv6Unreachable, ICMPV6_POLICY_FAIL } from "../wire/icmpv6.ts";
+import { PROTO_ICMPV6 } from "../base/names.ts";
 
 const ICMP_ECHO_REPLY = 0;
 const ICMP_ECHO_REQUEST = 8;
@@ -80,6 +82,31 @@ export class Icmp6 implements Transport {
     private readonly counters: Counters,
     public next?: Transport,
   ) {}
+
+  /**
+   * A TCP or UDP packet from ::1: what a Linux guest sends while its IPv6 address is still
+   * tentative (source selection falls back to lo's ::1). The IP layer drops it (source.ts), but
+   * a silent drop leaves the guest's connect() retrying for minutes, and anything addressed to
+   * ::1 the guest drops itself. An ICMPv6 "source address failed policy" from slirpd's
+   * link-local address to all-nodes is what it does accept: the error names the SYN, and the
+   * connect() fails at once with EACCES.
+   */
+  refuseLoopbackSource(m: PacketMeta): void {
+    const tx = this.tx;
+    const quote = m.l4Off - m.ipOff + Math.min(m.l4Len, 8);
+    const src = this.plan.linkLocal6;
+    const n = emitIcmpv6Unreachable(
+      tx.buf,
+      tx.l4Offset(6),
+      ICMPV6_POLICY_FAIL,
+      src,
+      ALL_NODES,
+      m.b,
+      m.ipOff,
+      quote,
+    );
+    if (n > 0) tx.sendIp(6, src, ALL_NODES, PROTO_ICMPV6, n);
+  }
 
   input(m: PacketMeta): void {
     const b = m.b;

@@ -6,7 +6,7 @@ import { Ipv4View } from "../wire/ipv4.ts";
 import { Ipv6View } from "../wire/ipv6.ts";
 import type { Counters } from "../base/counters.ts";
 import { PacketMeta } from "./meta.ts";
-import type { GuestSources } from "./source.ts";
+import { GuestSources } from "./source.ts";
 import { u16 } from "../wire/bytes.ts";
 import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP } from "../base/names.ts";
 
@@ -30,6 +30,8 @@ export interface FragmentSink {
 
 export class Ip {
   readonly meta = new PacketMeta();
+  /** A dropped TCP/UDP packet from ::1 (source.ts): the ICMPv6 error that fails it fast. */
+  onLoopbackSource6: ((m: PacketMeta) => void) | null = null;
   /** Reassembly; without it fragments are dropped (counted). */
   reasm?: FragmentSink;
   readonly #v4 = new Ipv4View();
@@ -93,6 +95,22 @@ export class Ip {
     const src = this.sources;
     if (src !== undefined && !src.ok6(b, ip.srcOffset, ip.protocol)) {
       this.counters.dropBadSource++;
+      const p = ip.protocol;
+      if (
+        this.onLoopbackSource6 !== null && (p === PROTO_TCP || p === PROTO_UDP) &&
+        !ip.isFragment && GuestSources.loopback6(b, ip.srcOffset)
+      ) {
+        const m = this.meta;
+        m.family = 6;
+        m.b = b;
+        m.ipOff = o;
+        m.srcOff = ip.srcOffset;
+        m.dstOff = ip.dstOffset;
+        m.proto = p;
+        m.l4Off = ip.l4Offset;
+        m.l4Len = ip.l4Len;
+        this.onLoopbackSource6(m);
+      }
       return;
     }
     // parse walked the extension headers (bounded) to the upper layer. A Fragment header

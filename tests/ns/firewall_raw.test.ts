@@ -219,3 +219,34 @@ Deno.test({
     assert.ok(m !== null && Number(m[1]) >= bad.length, w.slirpd.stderr.slice(-2000));
   },
 });
+
+Deno.test({
+  name: "firewall raw: a guest connecting from ::1 (tentative address) fails fast",
+  ignore: skip(needs("ip", "nsenter", "python3", "sysctl"), "::1 source"),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using w = await makeWorld(["--allow", "all"]);
+    const g = w.guest;
+    // The guest's only IPv6 address stays tentative (60 DAD probes) and it has no link-local
+    // one, so Linux picks lo's ::1 as the source of a connect to a routed destination.
+    await g.must(["sysctl", "-qw", "net.ipv6.conf.tun0.dad_transmits=60"]);
+    await g.must(["ip", "-6", "addr", "flush", "dev", "tun0"]);
+    await g.must(["ip", "-6", "addr", "add", "fd00::100/64", "dev", "tun0"]);
+    await g.must([
+      ...["ip", "-6", "neigh", "replace", "fd00::2", "lladdr", "52:55:0a:00:02:02"],
+      ...["dev", "tun0", "nud", "permanent"],
+    ]);
+    const py = "import socket, time\n" +
+      "s = socket.socket(socket.AF_INET6); s.settimeout(10); t = time.time()\n" +
+      "try:\n  s.connect(('2001:db8::2', 7001)); r = 'connected ' + s.getsockname()[0]\n" +
+      "except Exception as e:\n  r = 'error ' + type(e).__name__\n" +
+      "print(r, int((time.time() - t) * 1000))";
+    const r = await g.exec(["python3", "-c", py], { timeoutMs: 30_000 });
+    const [what, ms] = r.stdout.trim().split(/ (?=\d+$)/);
+    assert.equal(what, "error PermissionError", r.stdout + r.stderr);
+    assert.ok(Number(ms) < 3_000, `connect took ${ms} ms`);
+    await w.slirpd.stop();
+    assert.match(w.slirpd.stderr, /"dropBadSource":[1-9]/);
+  },
+});
