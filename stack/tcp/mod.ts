@@ -27,7 +27,7 @@ import { seqAdd } from "./seq.ts";
 import { DEFAULT_MSS_V4, OUR_WSCALE } from "./tunables.ts";
 import { evictTimeWait, finish, updateInterest } from "./host.ts";
 import { initCongestion } from "./rto.ts";
-import { resetConn, sendAck, sendSyn } from "./output.ts";
+import { resetConn, sendAck, sendRst, sendSyn } from "./output.ts";
 import { rtxTimeout } from "./retransmit.ts";
 import { flushStore, lifeTimeout, onHostEvents } from "./forwarder.ts";
 import { tcpInput } from "./input.ts";
@@ -141,11 +141,24 @@ export class TcpStack extends TcpEngine {
     resetConn(this, c, why);
   }
 
-  /** Aborts every connection (shutdown): RST to both sides, nothing left. */
+  /**
+   * Aborts every connection (shutdown): RST to both sides, nothing left. The guest gets RST
+   * at SND.MAX (where its RCV.NXT is when everything sent arrived) and, with data in flight,
+   * at SND.UNA too (where it is when none did): RFC 5961 makes a receiver take a RST only at
+   * exactly RCV.NXT, and a guest left ESTABLISHED would wait for its own timeout.
+   */
   close(): void {
     for (const c of this.table.all()) {
       if (synchronized(c.state) && c.state !== TIME_WAIT) {
         c.doneNote = "shutdown";
+        const nxt = c.sndNxt;
+        c.sndNxt = c.sndMax;
+        sendRst(this, c);
+        if (c.sndUna !== c.sndMax) {
+          c.sndNxt = c.sndUna;
+          sendRst(this, c);
+        }
+        c.sndNxt = nxt;
       }
       finish(this, c, true);
     }
