@@ -17,6 +17,7 @@ import { EPOLLIN, Poller } from "../ffi/poller.ts";
 import { netnsOwner, openGuestNetns } from "../ffi/userns.ts";
 import { WatchedFd, writeAndClose } from "../ffi/fd.ts";
 import { nsInode } from "../ffi/netns.ts";
+import { NetnsWatch } from "../ffi/nswatch.ts";
 import { type NetPlan, netPlanFrom } from "../stack/base/netplan.ts";
 import { Stack } from "../stack/mod.ts";
 import { openFirewall, prepareFirewall } from "../firewall/start.ts";
@@ -170,8 +171,20 @@ async function openForwards(cfg: Config, p: Parts, down: Teardown): Promise<bool
   }
 }
 
-/** Readiness, then the event loop until SIGINT, SIGTERM or --exit-fd. */
-async function serve(cfg: Config, p: Parts, exitFd: WatchedFd | null, down: Teardown) {
+/** Exit code when the guest's network namespace is gone (README). */
+export const EXIT_NETNS_GONE = 3;
+
+/**
+ * Readiness, then the event loop until SIGINT, SIGTERM, --exit-fd or the guest namespace's
+ * end; returns the exit code.
+ */
+async function serve(
+  cfg: Config,
+  p: Parts,
+  exitFd: WatchedFd | null,
+  down: Teardown,
+): Promise<number> {
+  let code = 0;
   const stop = () => p.poller.stop();
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
@@ -184,10 +197,33 @@ async function serve(cfg: Config, p: Parts, exitFd: WatchedFd | null, down: Tear
     p.poller.add(exitFd, EPOLLIN, stop);
     down.add(() => p.poller.remove(exitFd));
   }
+  // The guest namespace's last process exited (ffi/nswatch.ts): nothing can use the tap any
+  // more, and slirpd's own descriptors are what keeps the namespace alive.
+  const watch = NetnsWatch.open(cfg.netns);
+  if (watch !== null) {
+    down.add(() => watch.close());
+    const onExit = () => {
+      p.poller.remove(watch);
+      const pid = watch.pid;
+      const r = watch.check();
+      if (r === "moved") p.poller.add(watch, EPOLLIN, onExit);
+      else if (r === "gone") {
+        console.error(
+          `[!] guest network namespace ${cfg.netns} is gone (its last process, PID ${pid}, ` +
+            `exited): stopping (exit ${EXIT_NETNS_GONE})`,
+        );
+        code = EXIT_NETNS_GONE;
+        stop();
+      }
+    };
+    p.poller.add(watch, EPOLLIN, onExit);
+    down.add(() => p.poller.remove(watch));
+  }
   // The fd first: whoever waits for either signal may act at once.
   if (cfg.readyFd !== null) writeAndClose(cfg.readyFd, "1", "--ready-fd");
   console.error(`[+] #${Deno.pid} Slirpnetstack started`);
   await p.poller.run(() => p.stack.tick());
+  return code;
 }
 
 /** The stop line: every counter, for whoever reads the log after the fact. */
@@ -230,10 +266,10 @@ export async function runDaemon(cfg: Config): Promise<number> {
     if (exitFd !== null) down.add(() => exitFd.close());
     const parts = await build(cfg, prepared, down, fwLog);
     if (!(await openForwards(cfg, parts, down))) return 1;
-    await serve(cfg, parts, exitFd, down);
+    const code = await serve(cfg, parts, exitFd, down);
     down.run();
     if (!cfg.quiet) console.error(stopLine(parts));
-    return 0;
+    return code;
   } finally {
     down.run();
   }

@@ -4,6 +4,8 @@
 
 import assert from "node:assert/strict";
 import {
+  Background,
+  eventually,
   makeHostNet,
   makeNetns,
   needs,
@@ -68,5 +70,48 @@ Deno.test({
     assert.match(server.stdout, /server end (ConnectionResetError|BrokenPipeError)/);
     const ss = await guest.must(["ss", "-Htn", "state", "established"]);
     assert.equal(ss.trim(), "", `guest sockets still established:\n${ss}`);
+  },
+});
+
+Deno.test({
+  name: "shutdown: the guest namespace's last process exits → slirpd exits 3 with one line",
+  ignore: skip(needs("unshare", "sleep"), "netns gone"),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // A namespace nobody mounted: the sleep is all that holds it (besides slirpd).
+    await using holder = new Background(["unshare", "-n", "sleep", "120"]);
+    const path = `/proc/${holder.pid}/ns/net`;
+    const self = Deno.statSync("/proc/self/ns/net").ino;
+    await eventually(
+      () => {
+        try {
+          return Deno.statSync(path).ino !== self;
+        } catch {
+          return false;
+        }
+      },
+      10_000,
+      "unshare -n",
+    );
+    await using slirpd = new Slirpd([...slirpdCommand(), "--netns", path, "--configure"]);
+    await slirpd.ready();
+    const t0 = Date.now();
+    await holder.stop("SIGKILL");
+    const st = await Promise.race([
+      slirpd.child.status,
+      new Promise<null>((r) => setTimeout(() => r(null), 10_000)),
+    ]);
+    const ms = Date.now() - t0;
+    assert.ok(
+      st !== null,
+      `slirpd still running 10 s after the namespace's end:\n${slirpd.stderr}`,
+    );
+    assert.equal(st.code, 3, slirpd.stderr);
+    assert.ok(ms < 3_000, `took ${ms} ms`);
+    const lines = slirpd.stderr.split("\n").filter((l) => l.includes("network namespace"));
+    assert.equal(lines.length, 1, slirpd.stderr);
+    assert.match(lines[0], /is gone .*PID \d+.*exit 3/);
+    console.log(`exited ${ms} ms after the namespace's last process`);
   },
 });
