@@ -18,6 +18,7 @@ import { TimerWheel } from "./flow/timers.ts";
 import { type Admission, TcpStack } from "./tcp/mod.ts";
 import { addHostLoopback, FlowVerdict, type HostLoopback, Outbound } from "./flow/outbound.ts";
 import { broadcast4 } from "./flow/routable.ts";
+import { ErrorLineLimiter } from "./flow/linelimit.ts";
 import { GuestSources } from "./ip/source.ts";
 import { GuestServices, type ServicesOptions } from "./services/mod.ts";
 import { TcpSocket } from "../ffi/socket.ts";
@@ -86,6 +87,8 @@ export class Stack {
   readonly #ip: Ip;
   readonly #tap: FrameIo;
   readonly wheel = new TimerWheel(performance.now());
+  /** The rate limit of per-flow error lines. */
+  readonly lines: ErrorLineLimiter;
   readonly tcp: TcpStack;
   readonly services: GuestServices | null;
   readonly frag: Fragmenter;
@@ -113,12 +116,15 @@ export class Stack {
       broadcast4(opts.plan.prefix4, opts.plan.prefixLen4),
     );
     this.outbound = out;
+    // Per-flow error lines of TCP and UDP go through one rate limit (flow/linelimit.ts).
+    const lines = new ErrorLineLimiter(opts.log, this.wheel, () => performance.now());
+    this.lines = lines;
     if (opts.hostLoopback) {
       addHostLoopback(out, opts.plan.gateway4, opts.plan.gateway6, opts.hostLoopback);
     }
     this.udp = new UdpStack(this.tx, this.frag, opts.poller, this.wheel, this.counters, {
       outbound: out,
-      log: opts.log,
+      log: lines.log,
       quiet: opts.quiet,
       timeoutMs: opts.udpTimeoutMs,
       maxFlows: opts.maxUdpFlows,
@@ -187,7 +193,7 @@ export class Stack {
       admit,
       tag,
       quiet: opts.quiet,
-      log: opts.log,
+      log: lines.log,
       connectTimeoutMs: opts.connectTimeoutMs,
       mtu: opts.mtu,
       now: () => performance.now(),
@@ -284,5 +290,6 @@ export class Stack {
     this.ping.close();
     this.reasm.close();
     this.tcp.close();
+    this.lines.flush();
   }
 }
