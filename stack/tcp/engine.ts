@@ -56,11 +56,6 @@ export interface TcpConfig {
   storeBufSize?: number;
   storeBuffers?: number;
   /**
-   * Test hook: drop this fraction of TCP segments each way (a lossy link where netem is not
-   * available). Default: the SLIRPD_TEST_TCP_LOSS environment variable, else 0.
-   */
-  lossRate?: number;
-  /**
    * Called for each admitted connection just before its host connect(), with what `admit`
    * said: stack/mod.ts tags the connections of a remote forward (Conn.fwd, Conn.hostLabel).
    */
@@ -111,8 +106,6 @@ export class TcpStats {
   hostResets = 0;
   finsRcvd = 0;
   timeWaitEvicted = 0;
-  /** Segments dropped by the lossRate test hook. */
-  testDrops = 0;
 }
 
 const unset = (_c: Conn): void => {
@@ -159,8 +152,6 @@ export class TcpEngine {
     port: number,
     a: Admission,
   ) => HostSocket;
-  readonly lossRate: number;
-  #rng = 0x2545f491;
 
   constructor(
     readonly tx: Tx,
@@ -182,21 +173,8 @@ export class TcpEngine {
         typeof a === "object"
           ? TcpSocket.connect(a.family, a.addr, a.port)
           : TcpSocket.connect(f, addr, p));
-    this.lossRate = cfg.lossRate ?? envLoss();
   }
 
-  /** The lossRate test hook's coin (xorshift32): true = drop this segment. */
-  lose(): boolean {
-    if (this.lossRate <= 0) return false;
-    let x = this.#rng;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.#rng = x;
-    if ((x >>> 0) / 0x1_0000_0000 >= this.lossRate) return false;
-    this.stats.testDrops++;
-    return true;
-  }
 
   now(): number {
     return this.cfg.now();
@@ -255,14 +233,5 @@ export class TcpEngine {
     else this.#twTail = c.twPrev;
     c.twNext = c.twPrev = null;
     this.#twCount--;
-  }
-}
-
-function envLoss(): number {
-  try {
-    const v = Number(Deno.env.get("SLIRPD_TEST_TCP_LOSS") ?? "0");
-    return v > 0 && v < 1 ? v : 0;
-  } catch {
-    return 0; // no env permission: no hook
   }
 }

@@ -45,7 +45,6 @@ export class TcpStack extends TcpEngine {
 
   /** One guest TCP segment (the IP layer's Transport interface). */
   input(m: PacketMeta): void {
-    if (this.lossRate > 0 && this.lose()) return;
     tcpInput(this, m);
   }
 
