@@ -356,11 +356,18 @@ function ackArrives(
 }
 
 /**
- * The send window from a newer segment (RFC 9293's SND.WL1/SND.WL2 rule). True when the
- * window changed (there may be room to send).
+ * The send window from a newer segment (RFC 9293 §3.10.7.4: SND.UNA =< SEG.ACK, and the
+ * SND.WL1/SND.WL2 rule). True when the window changed (there may be room to send). A window
+ * that reopens ends the persist timer's backoff (the guest answered; Linux clears it the same
+ * way): the first retransmission timeout afterwards starts from the plain RTO again.
  */
 function updateSendWindow(c: Conn, seq: Seq, ack: Seq, segWnd: number): boolean {
+  if (seqLt(ack, c.sndUna)) return false; // an old ACK says nothing about the window now
   if (!(seqLt(c.sndWl1, seq) || (c.sndWl1 === seq && seqLe(c.sndWl2, ack)))) return false;
+  if (c.sndWnd === 0 && segWnd > 0) {
+    c.backoff = 0;
+    c.probeDone = false;
+  }
   const changed = segWnd !== c.sndWnd;
   c.sndWnd = segWnd;
   c.sndWl1 = seq;

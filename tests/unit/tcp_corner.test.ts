@@ -1,0 +1,84 @@
+// TCP corner cases of issue 12 with the engine's fakes (tests/support/tcp_fakes.ts): the persist
+// timer's backoff ends when the window reopens, an old ACK does not move the send window,
+// and an ACK the tap would not take stays owed.
+
+import assert from "node:assert/strict";
+import { ACK, bytes, RST, SYN, World } from "../support/tcp_fakes.ts";
+import { EPOLLIN, EPOLLOUT } from "../../stack/base/names.ts";
+
+/** Handshake with timestamps and SACK; returns the guest's and our next sequence numbers. */
+function open(w: World, gisn = 5000): { g: number; s: number } {
+  w.send({ seq: gisn, flags: SYN, mss: 1460, wscale: 7, sackPermitted: true, tsVal: 1 });
+  w.poller.fire(w.sock, EPOLLOUT);
+  const [sa] = w.tx.take();
+  w.send({ seq: gisn + 1, ack: sa.seq + 1, flags: ACK, tsVal: 1, tsEcr: sa.tsVal });
+  return { g: (gisn + 1) >>> 0, s: (sa.seq + 1) >>> 0 };
+}
+
+Deno.test("tcp: minutes of zero window, then a lost segment is retransmitted, not reset", () => {
+  const w = new World();
+  const h = open(w);
+  let ts = 10;
+  w.send({ seq: h.g, ack: h.s, flags: ACK, window: 0, tsVal: ts++ });
+  w.sock.hostSends(bytes(3000, 1));
+  w.poller.fire(w.sock, EPOLLIN);
+  assert.equal(w.tx.take().length, 0);
+  // 15 persist probes over ~10 minutes, each answered: the window stays shut.
+  for (let i = 0; i < 15; i++) {
+    w.advance(60_001);
+    const f = w.tx.take();
+    assert.ok(f.length >= 1 && f[0].payload.length === 0, `probe ${i}`);
+    w.send({ seq: h.g, ack: h.s, flags: ACK, window: 0, tsVal: ts++ });
+  }
+  assert.ok(w.stack.stats.windowProbes >= 15);
+  // The window opens; the data that follows is lost on the way to the guest.
+  w.send({ seq: h.g, ack: h.s, flags: ACK, window: 100, tsVal: ts++ });
+  const data = w.tx.take();
+  assert.equal(data.reduce((n, s) => n + s.payload.length, 0), 3000);
+  // The first timeout retransmits (a probe or the RTO), it does not give up.
+  for (let i = 0; i < 3; i++) {
+    w.advance(1_500);
+    const f = w.tx.take();
+    assert.ok(!f.some((s) => s.flags & RST), `reset after ${i + 1} timeouts: ${JSON.stringify(f)}`);
+    if (f.some((s) => s.payload.length > 0)) return;
+  }
+  assert.fail("no retransmission within 4.5 s of the window reopening");
+});
+
+Deno.test("tcp: an old ACK (SEG.ACK < SND.UNA) does not update the send window", () => {
+  const w = new World();
+  const h = open(w);
+  w.sock.hostSends(bytes(2000, 1));
+  w.poller.fire(w.sock, EPOLLIN);
+  const sent = w.tx.take();
+  assert.equal(sent.reduce((n, s) => n + s.payload.length, 0), 2000);
+  // All acked, window open (SND.WL1 = h.g).
+  w.send({ seq: h.g, ack: h.s + 2000, flags: ACK, window: 200, tsVal: 20, payload: bytes(10, 2) });
+  // A later segment (SEQ > SND.WL1) carrying an old ACK and a zero window (reordered, or a
+  // forgery): RFC 9293 §3.10.7.4 updates the window only when SND.UNA =< SEG.ACK.
+  w.send({
+    seq: h.g + 10,
+    ack: h.s + 1000,
+    flags: ACK,
+    window: 0,
+    tsVal: 21,
+    payload: bytes(10, 3),
+  });
+  w.tx.take();
+  const c = w.stack.table.all()[0];
+  assert.equal(c.sndWnd, 200 << 7, "window taken from an ACK below SND.UNA");
+});
+
+Deno.test("tcp: an ACK the tap refused is still owed", () => {
+  const w = new World();
+  const h = open(w);
+  w.tx.accept = false;
+  w.send({ seq: h.g, ack: h.s, flags: ACK, tsVal: 30, payload: bytes(100, 3) });
+  const c = w.stack.table.all()[0];
+  assert.notEqual(c.lastAckSent, (h.g + 100) >>> 0, "ACK marked sent though the tap refused it");
+  assert.ok(c.ackPending, "the ACK is still pending");
+  w.tx.accept = true;
+  w.send({ seq: h.g + 100, ack: h.s, flags: ACK, tsVal: 31, payload: bytes(100, 4) });
+  const f = w.tx.take();
+  assert.equal(f.pop()!.ack, (h.g + 200) >>> 0);
+});
