@@ -242,8 +242,10 @@ function byState(t: TcpEngine, c: Conn, m: PacketMeta, flags: number, seq: Seq):
       }
       return true;
     case TIME_WAIT:
-      // A new SYN above the old sequence space reopens the 4-tuple (RFC 6191 spirit).
-      if ((flags & (TH_SYN | TH_ACK)) === TH_SYN && seqGt(seq, c.rcvNxt)) {
+      // A new SYN reopens the 4-tuple (RFC 6191): by timestamp when the old incarnation
+      // used them and the SYN carries one (newer than TS.Recent), else by sequence number
+      // (above RCV.NXT). Anything else is an old duplicate and goes the usual way.
+      if ((flags & (TH_SYN | TH_ACK)) === TH_SYN && reopens(t, c, seq)) {
         finish(t, c, false);
         listen(t, m);
         return false;
@@ -251,6 +253,13 @@ function byState(t: TcpEngine, c: Conn, m: PacketMeta, flags: number, seq: Seq):
       return true;
   }
   return true;
+}
+
+/** RFC 6191: may this SYN (sequence number `seq`) start a new incarnation in TIME-WAIT? */
+function reopens(t: TcpEngine, c: Conn, seq: Seq): boolean {
+  const o = t.opts;
+  if (c.tsOk && o.hasTimestamp) return ((o.tsVal - c.tsRecent) | 0) > 0;
+  return seqGt(seq, c.rcvNxt);
 }
 
 /**

@@ -3,7 +3,7 @@
 // and an ACK the tap would not take stays owed.
 
 import assert from "node:assert/strict";
-import { ACK, bytes, RST, SYN, World } from "../support/tcp_fakes.ts";
+import { ACK, bytes, FIN, RST, SYN, World } from "../support/tcp_fakes.ts";
 import { EPOLLIN, EPOLLOUT } from "../../stack/base/names.ts";
 
 /** Handshake with timestamps and SACK; returns the guest's and our next sequence numbers. */
@@ -81,4 +81,32 @@ Deno.test("tcp: an ACK the tap refused is still owed", () => {
   w.send({ seq: h.g + 100, ack: h.s, flags: ACK, tsVal: 31, payload: bytes(100, 4) });
   const f = w.tx.take();
   assert.equal(f.pop()!.ack, (h.g + 200) >>> 0);
+});
+
+/** A connection in TIME-WAIT (timestamps on), as tcp_engine2's reuse test makes it. */
+function timeWait(w: World): { g: number; s: number } {
+  const h = open(w);
+  w.sock.eof = true;
+  w.poller.fire(w.sock, EPOLLIN);
+  w.send({ seq: h.g, ack: h.s + 1, flags: FIN | ACK, tsVal: 1000 });
+  w.tx.take();
+  return h;
+}
+
+Deno.test("tcp: TIME-WAIT reopens by timestamp when both used them (RFC 6191)", () => {
+  // A lower sequence number but a newer timestamp: a new incarnation.
+  let w = new World({ cfg: { timeWaitMs: 60_000 } });
+  let h = timeWait(w);
+  w.send({ seq: h.g - 50_000, flags: SYN, mss: 1460, tsVal: 2000 });
+  assert.equal(w.sockets.length, 2, "a SYN with a newer timestamp did not reopen TIME-WAIT");
+  // A higher sequence number but an old timestamp: an old duplicate, not a new connection.
+  w = new World({ cfg: { timeWaitMs: 60_000 } });
+  h = timeWait(w);
+  w.send({ seq: h.g + 50_000, flags: SYN, mss: 1460, tsVal: 500 });
+  assert.equal(w.sockets.length, 1, "a SYN with an old timestamp reopened TIME-WAIT");
+  // Without a timestamp on the SYN: the sequence number rule.
+  w = new World({ cfg: { timeWaitMs: 60_000 } });
+  h = timeWait(w);
+  w.send({ seq: h.g + 50_000, flags: SYN, mss: 1460 });
+  assert.equal(w.sockets.length, 2);
 });
