@@ -107,6 +107,7 @@ export class Stack {
     const icmp6 = new Icmp6(opts.plan, this.tx, this.counters);
     // UDP routing and routed echo (ICMP that is not for slirpd itself goes to ping).
     this.frag = new Fragmenter(this.tx, opts.plan.mac, this.counters);
+    icmp4.frag = icmp6.frag = this.frag;
     // New flows ask Outbound: redirects first (DNS over TCP to the upstream resolver, remote
     // forwards, host loopback), then the firewall.
     const out = new Outbound(

@@ -9,6 +9,7 @@ import type { PacketMeta } from "../ip/meta.ts";
 import type { NetPlan } from "../base/netplan.ts";
 import type { Transport } from "../ip/ip.ts";
 import type { Tx } from "../link/tx.ts";
+import type { Fragmenter } from "../ip/frag.ts";
 import { emitIcmpv6Unreachable, ICMPV6_POLICY_FAIL } from "../wire/icmpv6.ts";
 import { PROTO_ICMPV6 } from "../base/names.ts";
 
@@ -35,7 +36,30 @@ function owns6(plan: NetPlan, b: Uint8Array, o: number): boolean {
     bytesEqual(b, o, plan.linkLocal6, 0, 16);
 }
 
+/**
+ * Sends the echo reply written at tx.l4Offset (the request's addresses swapped): as one frame,
+ * or, larger than the MTU (the guest's request came in fragments), in fragments as routed
+ * replies are (stack/ip/frag.ts), never as one oversized frame.
+ */
+function echoReply(tx: Tx, frag: Fragmenter | null, m: PacketMeta, proto: number): boolean {
+  const f = m.family, b = m.b;
+  if (frag === null || m.l4Len <= tx.maxL4(f)) {
+    return tx.sendIpAt(f, b, m.dstOff, b, m.srcOff, proto, m.l4Len);
+  }
+  const n = f === 4 ? 4 : 16; // (copies: rare, and the fragments overwrite tx.buf)
+  return frag.send(
+    f,
+    b.slice(m.dstOff, m.dstOff + n),
+    b.slice(m.srcOff, m.srcOff + n),
+    proto,
+    m.l4Len,
+  );
+}
+
 export class Icmp4 implements Transport {
+  /** Splits replies larger than the MTU (a big ping of the gateway); set by the Stack. */
+  frag: Fragmenter | null = null;
+
   constructor(
     private readonly plan: NetPlan,
     private readonly tx: Tx,
@@ -68,11 +92,13 @@ export class Icmp4 implements Transport {
     if (m.l4Len > tx.buf.length - out) return;
     tx.buf.set(b.subarray(m.l4Off, m.l4Off + m.l4Len), out);
     tx.buf[out] = ICMP_ECHO_REPLY;
-    if (tx.sendIpAt(4, b, m.dstOff, b, m.srcOff, 1, m.l4Len)) this.counters.echoReplies++;
+    if (echoReply(tx, this.frag, m, 1)) this.counters.echoReplies++;
   }
 }
 
 export class Icmp6 implements Transport {
+  /** Splits replies larger than the MTU (a big ping of the gateway); set by the Stack. */
+  frag: Fragmenter | null = null;
   /** More addresses to advertise in NDP (remote forwards in the guest's prefix); see Link. */
   alsoOwns: ((family: 4 | 6, b: Uint8Array, off: number) => boolean) | null = null;
 
@@ -132,7 +158,7 @@ export class Icmp6 implements Transport {
       if (m.l4Len > tx.buf.length - out) return;
       tx.buf.set(b.subarray(m.l4Off, m.l4Off + m.l4Len), out);
       tx.buf[out] = ICMP6_ECHO_REPLY;
-      if (tx.sendIpAt(6, b, m.dstOff, b, m.srcOff, 58, m.l4Len)) this.counters.echoReplies++;
+      if (echoReply(tx, this.frag, m, 58)) this.counters.echoReplies++;
       return;
     }
     if (this.next) this.next.input(m);

@@ -175,7 +175,6 @@ export class TcpEngine {
           : TcpSocket.connect(f, addr, p));
   }
 
-
   now(): number {
     return this.cfg.now();
   }
