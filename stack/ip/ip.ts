@@ -116,6 +116,13 @@ export class Ip {
     // parse walked the extension headers (bounded) to the upper layer. A Fragment header
     // with offset 0 and M clear is an atomic fragment (RFC 6946): processed as it is.
     if (ip.isFragment) {
+      // RFC 7112 (RFC 8200 §4.5): a first fragment must hold the whole header chain, the
+      // upper-layer header included (as Linux checks it: TCP 20, UDP 8, ICMPv6 8 bytes);
+      // else a firewall that looks at first fragments only could be walked around.
+      if (ip.fragOffset === 0 && ip.l4Len < upperHeaderLen(ip.protocol)) {
+        this.counters.dropFragment++;
+        return;
+      }
       if (this.reasm) this.reasm.input6(ip);
       else this.counters.dropFragment++;
       return;
@@ -157,4 +164,9 @@ export class Ip {
     }
     t.input(m);
   }
+}
+
+/** Bytes of the upper-layer header a first IPv6 fragment must carry (RFC 7112). */
+function upperHeaderLen(proto: number): number {
+  return proto === PROTO_TCP ? 20 : proto === PROTO_UDP || proto === PROTO_ICMPV6 ? 8 : 0;
 }
