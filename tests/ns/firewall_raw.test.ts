@@ -22,7 +22,6 @@ import {
   must,
   needs,
   type Netns,
-  run,
   skip,
   type Slirpd,
   startSlirpd,
