@@ -234,6 +234,13 @@ export class Conn implements Keyed {
   /** Link in the TIME-WAIT FIFO (oldest first). */
   twNext: Conn | null = null;
   twPrev: Conn | null = null;
+  /**
+   * Link in the half-open FIFO (a guest SYN whose handshake is not complete: CONNECTING or
+   * SYN-RECEIVED), and the destination bucket it counts in; -1: not in it.
+   */
+  hoNext: Conn | null = null;
+  hoPrev: Conn | null = null;
+  hoBucket = -1;
 
   constructor(
     readonly family: 4 | 6,

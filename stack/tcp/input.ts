@@ -34,6 +34,7 @@ import {
   ourMss,
   pushData,
   sendAck,
+  sendRst,
   sendRstReply,
   sendSyn,
   TH_ACK,
@@ -43,7 +44,14 @@ import {
 } from "./output.ts";
 import { onDupAck, onNewAck, updateSacked } from "./retransmit.ts";
 import { guestData, guestReset, hostShutdownIfDone, startConnect } from "./forwarder.ts";
-import { DEFAULT_MSS_V4, DEFAULT_MSS_V6, MIN_MSS, OUR_WSCALE, TS_OPTION_LEN } from "./tunables.ts";
+import {
+  DEFAULT_MSS_V4,
+  DEFAULT_MSS_V6,
+  HALF_OPEN_BUCKETS,
+  MIN_MSS,
+  OUR_WSCALE,
+  TS_OPTION_LEN,
+} from "./tunables.ts";
 
 /** Entry point: one TCP segment from the guest (IP layer already validated). */
 export function tcpInput(t: TcpEngine, m: PacketMeta): void {
@@ -141,6 +149,11 @@ function listen(t: TcpEngine, m: PacketMeta): void {
     }
     return;
   }
+  // SYN flood bounds: a SYN is a real host connect(), so the half-open ones are bounded per
+  // destination and in all; the oldest goes first (tunables.ts MAX_HALF_OPEN*).
+  const bucket = halfOpenBucket(remote, v.dstPort);
+  if (t.halfOpenIn(bucket) >= t.maxHalfOpenPerDst) evictHalfOpen(t, t.halfOpenOldest(bucket));
+  if (t.halfOpenCount >= t.maxHalfOpen) evictHalfOpen(t, t.halfOpenOldest());
   if (t.table.full) evictTimeWait(t);
   if (t.table.full) {
     t.stats.tableFull++;
@@ -176,11 +189,30 @@ function listen(t: TcpEngine, m: PacketMeta): void {
   initCongestion(c);
   c.state = CONNECTING;
   t.table.insert(c);
+  t.halfOpenAdd(c, bucket);
   // Data or FIN on the SYN is not accepted now: the guest sends it again after the handshake.
   if (!startConnect(t, c, admission) && !c.finished) {
     replyRst(t, m);
     finish(t, c, false);
   }
+}
+
+/** The half-open bucket of a destination (FNV-1a over address and port). */
+function halfOpenBucket(addr: Uint8Array, port: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < addr.length; i++) h = Math.imul(h ^ addr[i], 0x01000193);
+  h = Math.imul(h ^ (port >> 8), 0x01000193);
+  h = Math.imul(h ^ (port & 0xff), 0x01000193);
+  return (h >>> 0) & (HALF_OPEN_BUCKETS - 1);
+}
+
+/** Gives up a half-open connection for a newer SYN: RST to the guest, abort to the host. */
+function evictHalfOpen(t: TcpEngine, c: Conn | null): void {
+  if (c === null) return;
+  t.stats.halfOpenEvicted++;
+  c.doneNote = "half-open, evicted";
+  sendRst(t, c); // in CONNECTING: RST|ACK acknowledging its SYN (RFC 9293 §3.10.7.1)
+  finish(t, c, true);
 }
 
 /**
@@ -456,6 +488,7 @@ function negotiatedMss(t: TcpEngine, family: 4 | 6, offered: number, ts: boolean
 /** The handshake's last ACK: ESTABLISHED; host data may flow now. */
 function established(t: TcpEngine, c: Conn): void {
   c.state = ESTABLISHED;
+  t.halfOpenRemove(c);
   c.sndUna = seqAdd(c.iss, 1);
   if (seqLt(c.sndNxt, c.sndUna)) c.sndNxt = c.sndUna;
   c.backoff = 0;

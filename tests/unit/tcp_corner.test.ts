@@ -110,3 +110,46 @@ Deno.test("tcp: TIME-WAIT reopens by timestamp when both used them (RFC 6191)", 
   w.send({ seq: h.g + 50_000, flags: SYN, mss: 1460 });
   assert.equal(w.sockets.length, 2);
 });
+
+Deno.test("tcp: half-open connections are bounded per destination and in all, oldest first", () => {
+  const w = new World({ cfg: { maxHalfOpen: 5, maxHalfOpenPerDst: 3 } });
+  for (let i = 0; i < 3; i++) {
+    w.guestPort = 41000 + i;
+    w.send({ seq: 100, flags: SYN, mss: 1460 });
+  }
+  assert.equal(w.stack.halfOpenCount, 3);
+  w.tx.take();
+  // A 4th SYN to the same destination: the oldest half-open one goes (RST to the guest, abort
+  // to the host), the new one is admitted.
+  w.guestPort = 41003;
+  w.send({ seq: 100, flags: SYN, mss: 1460 });
+  assert.equal(w.stack.stats.halfOpenEvicted, 1);
+  assert.ok(w.sockets[0].aborted, "the oldest host connect() was not aborted");
+  const rst = w.tx.take().find((s) => s.flags & RST);
+  assert.ok(rst !== undefined && rst.dstPort === 41000, "no RST for the evicted connection");
+  assert.equal(w.stack.halfOpenCount, 3);
+  // Other destinations up to the total bound, then the oldest overall goes.
+  w.remotePort = 81;
+  for (let i = 0; i < 3; i++) {
+    w.guestPort = 42000 + i;
+    w.send({ seq: 100, flags: SYN, mss: 1460 });
+  }
+  assert.equal(w.stack.halfOpenCount, 5);
+  assert.equal(w.stack.stats.halfOpenEvicted, 2);
+  // A completed handshake leaves the half-open count.
+  const s = w.sock;
+  w.poller.fire(s, EPOLLOUT);
+  const sa = w.tx.take().find((x) => x.flags === (SYN | ACK))!;
+  w.send({ seq: 101, ack: sa.seq + 1, flags: ACK });
+  assert.equal(w.stack.halfOpenCount, 4);
+});
+
+Deno.test("tcp: a guest that never completes the handshake is given up after ~7 s", () => {
+  const w = new World();
+  w.send({ seq: 100, flags: SYN, mss: 1460 });
+  w.poller.fire(w.sock, EPOLLOUT); // host connect() done: SYN-ACK sent, SYN-RECEIVED
+  for (let i = 0; i < 10 && w.stack.connections > 0; i++) w.advance(1_000);
+  assert.equal(w.stack.connections, 0, "still in SYN-RECEIVED after 10 s");
+  assert.equal(w.stack.halfOpenCount, 0);
+  assert.ok(w.sock.aborted);
+});
