@@ -241,6 +241,8 @@ export class Conn implements Keyed {
   hoNext: Conn | null = null;
   hoPrev: Conn | null = null;
   hoBucket = -1;
+  /** When the guest's SYN arrived (engine ms): the age of a half-open connection. */
+  synAt = 0;
 
   constructor(
     readonly family: 4 | 6,

@@ -114,6 +114,8 @@ export class TcpStats {
   timeWaitEvicted = 0;
   /** Half-open connections given up for a newer SYN (bounds reached: SYN flood). */
   halfOpenEvicted = 0;
+  /** SYNs left unanswered at a half-open bound (the guest sends them again). */
+  synDropped = 0;
 }
 
 const unset = (_c: Conn): void => {

@@ -48,6 +48,7 @@ import {
   DEFAULT_MSS_V4,
   DEFAULT_MSS_V6,
   HALF_OPEN_BUCKETS,
+  HALF_OPEN_EVICT_AGE_MS,
   MIN_MSS,
   OUR_WSCALE,
   TS_OPTION_LEN,
@@ -152,8 +153,14 @@ function listen(t: TcpEngine, m: PacketMeta): void {
   // SYN flood bounds: a SYN is a real host connect(), so the half-open ones are bounded per
   // destination and in all; the oldest goes first (tunables.ts MAX_HALF_OPEN*).
   const bucket = halfOpenBucket(remote, v.dstPort);
-  if (t.halfOpenIn(bucket) >= t.maxHalfOpenPerDst) evictHalfOpen(t, t.halfOpenOldest(bucket));
-  if (t.halfOpenCount >= t.maxHalfOpen) evictHalfOpen(t, t.halfOpenOldest());
+  if (t.halfOpenIn(bucket) >= t.maxHalfOpenPerDst && !evictHalfOpen(t, t.halfOpenOldest(bucket))) {
+    t.stats.synDropped++;
+    return;
+  }
+  if (t.halfOpenCount >= t.maxHalfOpen && !evictHalfOpen(t, t.halfOpenOldest())) {
+    t.stats.synDropped++;
+    return;
+  }
   if (t.table.full) evictTimeWait(t);
   if (t.table.full) {
     t.stats.tableFull++;
@@ -188,6 +195,7 @@ function listen(t: TcpEngine, m: PacketMeta): void {
       c.iss;
   initCongestion(c);
   c.state = CONNECTING;
+  c.synAt = t.now();
   t.table.insert(c);
   t.halfOpenAdd(c, bucket);
   // Data or FIN on the SYN is not accepted now: the guest sends it again after the handshake.
@@ -206,13 +214,17 @@ function halfOpenBucket(addr: Uint8Array, port: number): number {
   return (h >>> 0) & (HALF_OPEN_BUCKETS - 1);
 }
 
-/** Gives up a half-open connection for a newer SYN: RST to the guest, abort to the host. */
-function evictHalfOpen(t: TcpEngine, c: Conn | null): void {
-  if (c === null) return;
+/**
+ * Gives up a half-open connection for a newer SYN (RST to the guest, abort to the host) when
+ * it is old enough (HALF_OPEN_EVICT_AGE_MS); false when it is not: the new SYN waits.
+ */
+function evictHalfOpen(t: TcpEngine, c: Conn | null): boolean {
+  if (c === null || t.now() - c.synAt < HALF_OPEN_EVICT_AGE_MS) return false;
   t.stats.halfOpenEvicted++;
   c.doneNote = "half-open, evicted";
   sendRst(t, c); // in CONNECTING: RST|ACK acknowledging its SYN (RFC 9293 §3.10.7.1)
   finish(t, c, true);
+  return true;
 }
 
 /**

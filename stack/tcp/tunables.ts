@@ -107,11 +107,19 @@ export const STORE_RANGES_MAX = 8;
 
 /**
  * Most half-open guest connections (host connect() in flight, or SYN-ACK sent and the
- * handshake not completed) at once, in all; a new SYN beyond it evicts the oldest.
+ * handshake not completed) at once, in all; a new SYN beyond it evicts the oldest (see
+ * HALF_OPEN_EVICT_AGE_MS).
  */
 export const MAX_HALF_OPEN = 256;
 /** Most half-open connections to one destination (address and port, hashed in buckets). */
 export const MAX_HALF_OPEN_PER_DST = 64;
+/**
+ * At a bound, the oldest half-open connection is evicted only when it is at least this old
+ * (ms): a guest's own burst completes its handshakes within milliseconds. Otherwise the new SYN
+ * is dropped unanswered and the guest sends it again (Linux after 1 s): a burst of a few
+ * hundred parallel connects still gets through, a flood does not.
+ */
+export const HALF_OPEN_EVICT_AGE_MS = 1000;
 /** Destination buckets for the per-destination count (a power of two). */
 export const HALF_OPEN_BUCKETS = 1024;
 /**

@@ -119,9 +119,16 @@ Deno.test("tcp: half-open connections are bounded per destination and in all, ol
   }
   assert.equal(w.stack.halfOpenCount, 3);
   w.tx.take();
-  // A 4th SYN to the same destination: the oldest half-open one goes (RST to the guest, abort
-  // to the host), the new one is admitted.
+  // A 4th SYN to the same destination at once: the others are young (a burst of the guest's
+  // own): it is left unanswered, the guest will send it again.
   w.guestPort = 41003;
+  w.send({ seq: 100, flags: SYN, mss: 1460 });
+  assert.equal(w.stack.stats.synDropped, 1);
+  assert.equal(w.tx.take().length, 0);
+  assert.equal(w.sockets.length, 3);
+  // A second later it is the oldest that goes (RST to the guest, abort to the host).
+  w.advance(1_001);
+  w.tx.take();
   w.send({ seq: 100, flags: SYN, mss: 1460 });
   assert.equal(w.stack.stats.halfOpenEvicted, 1);
   assert.ok(w.sockets[0].aborted, "the oldest host connect() was not aborted");
