@@ -121,12 +121,6 @@ export class Outbound {
     return this.policy(family, proto, dst, port) ? FlowVerdict.Routed : FlowVerdict.Refused;
   }
 
-  /** Decides a new echo flow (ICMP, proto 1 or 58) to dst: routable, then the policy. */
-  decideEcho(family: 4 | 6, dst: Uint8Array): boolean {
-    return routable(family, dst, 0, this.bcast4) &&
-      this.policy(family, family === 4 ? 1 : 58, dst, 0);
-  }
-
   /** The source address a routed flow's host socket binds (null: the kernel picks). */
   bindFor(family: 4 | 6): Uint8Array | null {
     return family === 4 ? this.bind4 : this.bind6;

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { makeHostNet, makeNetns, needs, skip, startSlirpd } from "../support/harness.ts";
 import { MAX_HALF_OPEN_PER_DST } from "../../stack/tcp/tunables.ts";
+import { fdCount, rss } from "../support/tcp_peer.ts";
 
 const PY = "/usr/bin/python3";
 
@@ -79,7 +80,9 @@ Deno.test({
     const established = async () =>
       (await net.remote.must(["ss", "-Htn", "state", "established", "( sport = :7001 )"]))
         .split("\n").filter(Boolean).length;
+    const rss0 = await rss(slirpd.pid), fds0 = await fdCount(slirpd.pid);
     const f = await guest.exec([PY, "-c", FLOOD, "3000"], { timeoutMs: 120_000 });
+    const rss1 = await rss(slirpd.pid);
     assert.match(f.stdout, /sent 3000/, f.stderr);
     const during = await established();
     const c = await guest.exec(["python3", "-c", CONNECT], { timeoutMs: 30_000 });
@@ -90,7 +93,14 @@ Deno.test({
       await new Promise((r) => setTimeout(r, 500));
       after = await established();
     }
-    console.log(`host connections: ${during} right after 3000 SYNs, ${after} later`);
+    const rss2 = await rss(slirpd.pid), fds2 = await fdCount(slirpd.pid);
+    const mb = (n: number) => (n / 1e6).toFixed(0);
+    console.log(
+      `host connections: ${during} right after 3000 SYNs, ${after} later; slirpd RSS ` +
+        `${mb(rss0)} → ${mb(rss1)} → ${mb(rss2)} MB, fds ${fds0} → ${fds2}`,
+    );
+    assert.ok(fds2 <= fds0 + 2, `descriptors ${fds0} → ${fds2}`);
+    assert.ok(rss2 - rss0 < 32e6, `RSS grew by ${mb(rss2 - rss0)} MB`);
     assert.ok(during <= MAX_HALF_OPEN_PER_DST + 2, `${during} host connections from the flood`);
     assert.ok(after <= 2, `${after} host connections left after the flood`);
     assert.equal((await slirpd.stop()).code, 0);
