@@ -4,7 +4,9 @@
 //
 // Seeds are real kernel frames (tests/fixtures/frames.ts). Mutations: truncation, bit flips,
 // length fields set to random values, random option bytes, random vnet headers, pure noise.
-// The generator is seeded, so a failure names a reproducible case.
+// The generator is seeded, so a failure names a reproducible case. The seeds are re-addressed
+// from the guest's own addresses to slirpd's, so they pass the source check and reach the
+// transports (bad sources are still made by the mutations).
 
 import assert from "node:assert/strict";
 import { frameBytes, type FrameName, frames } from "../fixtures/frames.ts";
@@ -56,6 +58,7 @@ function retarget(f: Uint8Array): Uint8Array {
     const ip = 14;
     const hl = (b[ip] & 15) * 4;
     b.set(plan.gateway4, ip + 16);
+    b.set(plan.guest4, ip + 12); // a source the guest may use (stack/ip/source.ts)
     setU16(b, ip + 10, 0);
     setU16(b, ip + 10, finish(sum(b, ip, hl)));
     const proto = b[ip + 9];
@@ -75,6 +78,11 @@ function retarget(f: Uint8Array): Uint8Array {
     const len = u16(b, ip + 4);
     const multicastDst = b[ip + 24] === 0xff;
     if (!multicastDst) b.set(plan.gateway6, ip + 24);
+    // A source the guest may use (stack/ip/source.ts); :: and link-local ones already are.
+    const src = b.subarray(ip + 8, ip + 24);
+    if (!src.every((x) => x === 0) && !(src[0] === 0xfe && (src[1] & 0xc0) === 0x80)) {
+      b.set(plan.guest6, ip + 8);
+    }
     if (next === 58 && b[ip + 40] === 135) b.set(plan.gateway6, ip + 48); // NS target
     const at = next === 6 ? 16 : next === 17 ? 6 : next === 58 ? 2 : -1;
     if (at >= 0 && ip + 40 + len <= b.length) {
@@ -176,6 +184,9 @@ for (const vnetLen of [10, 0] as const) {
         c.drops() > N / 4,
         `most mutated frames are dropped: ${JSON.stringify(c.snapshot())}`,
       );
+      // The seeds reach the transports (a source check or a retarget gone wrong would stop
+      // them at the IP layer and leave the rest of the stack unfuzzed).
+      assert.ok(c.echoReplies > 0 && c.dropPolicy > 0 && c.reasmDone > 0, "seeds reach L4");
       // Answers still go out (the unmodified seeds: ARP, NS, echo).
       assert.ok(tap.written > 0, "the stack still answered well-formed frames");
       // Nothing grows without bound: heap growth stays small after 120k frames.
