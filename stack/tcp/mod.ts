@@ -19,12 +19,12 @@
 
 import type { PacketMeta } from "../ip/meta.ts";
 import type { Tx } from "../link/tx.ts";
-import type { TimerWheel } from "../flow/timers.ts";
+import { Timer, type TimerWheel } from "../flow/timers.ts";
 import { type PollerLike, sameAddr } from "../base/names.ts";
 import { type Conn, type HostSocket, SYN_SENT, synchronized, TIME_WAIT } from "./conn.ts";
 import { type TcpConfig, TcpEngine } from "./engine.ts";
 import { seqAdd } from "./seq.ts";
-import { DEFAULT_MSS_V4, OUR_WSCALE } from "./tunables.ts";
+import { DEFAULT_MSS_V4, OUR_WSCALE, STORE_KEEP_FREE, STORE_TRIM_MS } from "./tunables.ts";
 import { evictTimeWait, finish, updateInterest } from "./host.ts";
 import { initCongestion } from "./rto.ts";
 import { resetConn, sendAck, sendRst, sendSyn } from "./output.ts";
@@ -37,9 +37,18 @@ export type { HostSocket } from "./conn.ts";
 export { type Admission, type TcpConfig, TcpStats } from "./engine.ts";
 
 export class TcpStack extends TcpEngine {
+  readonly #trimTimer: Timer;
+
   constructor(tx: Tx, poller: PollerLike, wheel: TimerWheel, cfg: TcpConfig) {
     super(tx, poller, wheel, cfg);
     this.onRtx = (c: Conn) => rtxTimeout(this, c);
+    // The store pool gives back what a burst made it grow to (store.ts trim).
+    const trim = new Timer(() => {
+      this.pool.trim(STORE_KEEP_FREE);
+      wheel.arm(trim, STORE_TRIM_MS);
+    });
+    this.#trimTimer = trim;
+    wheel.arm(trim, STORE_TRIM_MS);
     this.onLife = (c: Conn) => lifeTimeout(this, c);
   }
 
@@ -162,6 +171,7 @@ export class TcpStack extends TcpEngine {
       finish(this, c, true);
     }
     this.ackList = null;
+    this.wheel.cancel(this.#trimTimer);
   }
 
   /** Frees the oldest TIME-WAIT entry (table full); false when there is none. */

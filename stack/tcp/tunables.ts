@@ -100,6 +100,12 @@ export const DEFAULT_KEEP_COUNT = 9;
 /** RecvStore pool: buffer size and count (1 MiB × 32 = 32 MiB at most; slirpd's bound). */
 export const STORE_BUF_SIZE = 1 << 20;
 export const STORE_BUFFERS = 32;
+/**
+ * Free store buffers kept when the pool is trimmed, and how often it is (ms): after a burst
+ * of small-segment uploads the rest (up to 28 MiB) goes back to the system.
+ */
+export const STORE_KEEP_FREE = 4;
+export const STORE_TRIM_MS = 10_000;
 /** Most disjoint byte ranges one connection's RecvStore keeps (RFC 2018 reports at most 4). */
 export const STORE_RANGES_MAX = 8;
 

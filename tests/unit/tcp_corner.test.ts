@@ -160,3 +160,19 @@ Deno.test("tcp: a guest that never completes the handshake is given up after ~7 
   assert.equal(w.stack.halfOpenCount, 0);
   assert.ok(w.sock.aborted);
 });
+
+Deno.test("tcp: the store pool gives back what a burst grew it to", () => {
+  const w = new World();
+  const pool = w.stack.pool;
+  const lent = Array.from({ length: 10 }, () => pool.take()!);
+  assert.equal(pool.made, 10);
+  for (const b of lent.slice(0, 8)) pool.give(b);
+  w.advance(10_001);
+  assert.equal(pool.made, 2 + 4, "two lent and four free are kept, the rest released");
+  assert.equal(pool.inUse, 2);
+  pool.give(lent[8]);
+  pool.give(lent[9]);
+  w.advance(10_001);
+  assert.equal(pool.made, 4);
+  assert.ok(pool.take() !== null, "still lends after a trim");
+});
