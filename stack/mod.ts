@@ -15,8 +15,14 @@ import {
 } from "./wire/vnet.ts";
 import type { Poller } from "../ffi/poller.ts";
 import { TimerWheel } from "./flow/timers.ts";
-import { type Admission, TcpStack } from "./tcp/mod.ts";
-import { addHostLoopback, FlowVerdict, type HostLoopback, Outbound } from "./flow/outbound.ts";
+import { type Admission, expectDnsFraming, TcpStack } from "./tcp/mod.ts";
+import {
+  addHostLoopback,
+  type FlowTarget,
+  FlowVerdict,
+  type HostLoopback,
+  Outbound,
+} from "./flow/outbound.ts";
 import { broadcast4 } from "./flow/routable.ts";
 import { ErrorLineLimiter } from "./flow/linelimit.ts";
 import { GuestSources } from "./ip/source.ts";
@@ -154,7 +160,11 @@ export class Stack {
     this.services = svc;
     icmp6.next = svc?.icmp6Input(icmp6.next) ?? icmp6.next;
     if (svc?.dns) {
-      const dnsTarget = (f: 4 | 6, dst: Uint8Array, port: number) => svc.dnsTcpTarget(f, dst, port);
+      // DNS over TCP to the upstream resolver: the connection must carry DNS only.
+      const dnsTarget = (f: 4 | 6, dst: Uint8Array, port: number): FlowTarget | null => {
+        const t = svc.dnsTcpTarget(f, dst, port);
+        return t === null ? null : { family: t.family, addr: t.addr, port: t.port, framing: "dns" };
+      };
       out.addRedirect({ proto: 6, family: 4, addr: opts.plan.dns4, port: 53, target: dnsTarget });
       out.addRedirect({ proto: 6, family: 6, addr: opts.plan.dns6, port: 53, target: dnsTarget });
     }
@@ -182,7 +192,9 @@ export class Stack {
     // A remote forward's connection carries it (its log lines, its end when it is removed);
     // the host side of its label is the target until the connect succeeds.
     const tag = (c: Conn, t: Admission) => {
-      if (typeof t !== "object" || t.owner === undefined) return;
+      if (typeof t !== "object") return;
+      if (t.framing === "dns") expectDnsFraming(c);
+      if (t.owner === undefined) return;
       c.fwd = t.owner;
       if (!opts.quiet) {
         const a = formatIp(t.addr);

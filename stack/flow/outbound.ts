@@ -21,6 +21,8 @@ export interface FlowTarget {
    * loopback). Its flows carry it: they log as "remote-fwd conn" and end when it is removed.
    */
   owner?: object;
+  /** "dns": the flow must carry DNS over TCP only (stack/tcp/dnsframe.ts). */
+  framing?: "dns";
 }
 
 /** Gives the target now (hostnames and resolv.conf servers change); null = refuse. */

@@ -243,6 +243,12 @@ export class Conn implements Keyed {
   hoBucket = -1;
   /** When the guest's SYN arrived (engine ms): the age of a half-open connection. */
   synAt = 0;
+  /** DNS over TCP (dnsframe.ts): checked, checked up to, length bytes/length/position. */
+  dnsFramed = false;
+  dnsSeen = 0 as Seq;
+  dnsLenBytes = 0;
+  dnsLen = 0;
+  dnsPos = 0;
 
   constructor(
     readonly family: 4 | 6,

@@ -116,6 +116,8 @@ export class TcpStats {
   halfOpenEvicted = 0;
   /** SYNs left unanswered at a half-open bound (the guest sends them again). */
   synDropped = 0;
+  /** DNS-over-TCP connections reset because the guest sent something else (dnsframe.ts). */
+  notDns = 0;
 }
 
 const unset = (_c: Conn): void => {

@@ -35,6 +35,7 @@ import { tcpInput } from "./input.ts";
 // The folder's public names: TcpStack's constructor and connectToGuest take these.
 export type { HostSocket } from "./conn.ts";
 export { type Admission, type TcpConfig, TcpStats } from "./engine.ts";
+export { expectDnsFraming } from "./dnsframe.ts";
 
 export class TcpStack extends TcpEngine {
   readonly #trimTimer: Timer;

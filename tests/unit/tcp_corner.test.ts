@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { ACK, bytes, FIN, RST, SYN, World } from "../support/tcp_fakes.ts";
 import { EPOLLIN, EPOLLOUT } from "../../stack/base/names.ts";
+import { expectDnsFraming } from "../../stack/tcp/mod.ts";
 
 /** Handshake with timestamps and SACK; returns the guest's and our next sequence numbers. */
 function open(w: World, gisn = 5000): { g: number; s: number } {
@@ -175,4 +176,28 @@ Deno.test("tcp: the store pool gives back what a burst grew it to", () => {
   w.advance(10_001);
   assert.equal(pool.made, 4);
   assert.ok(pool.take() !== null, "still lends after a trim");
+});
+
+Deno.test("tcp: DNS over TCP: queries pass byte by byte, anything else is reset", () => {
+  const query = [0, 17, 0x12, 0x34, 0x01, 0x20, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0x41, 0, 1];
+  for (
+    const [what, data, ok] of [
+      ["two queries, one byte per segment", [...query, ...query], true],
+      ["HTTP", [...new TextEncoder().encode("GET / HTTP/1.0\r\n\r\n")], false],
+      ["a response (QR set)", [0, 12, 0, 0, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0], false],
+      ["shorter than a header", [0, 4, 1, 2, 3, 4], false],
+    ] as [string, number[], boolean][]
+  ) {
+    const w = new World({ cfg: { tag: (c) => expectDnsFraming(c) } });
+    const h = open(w);
+    let seq = h.g;
+    for (const x of data) {
+      if (w.stack.connections === 0) break;
+      w.send({ seq: seq++, ack: h.s, flags: ACK, tsVal: 40, payload: new Uint8Array([x]) });
+    }
+    const reset = w.tx.take().some((s) => s.flags & RST);
+    assert.equal(!reset, ok, what);
+    if (ok) assert.deepEqual(w.sock.written, data, what);
+    else assert.equal(w.stack.stats.notDns, 1, what);
+  }
 });
