@@ -60,7 +60,9 @@ export class GuestSources {
   }
 
   #isOwn6(b: Uint8Array, o: number): boolean {
-    for (const a of this.#own6) {
+    const own = this.#own6;
+    for (let k = 0; k < own.length; k++) {
+      const a = own[k];
       let same = true;
       for (let i = 0; i < 16 && same; i++) same = b[o + i] === a[i];
       if (same) return true;
