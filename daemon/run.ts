@@ -24,6 +24,7 @@ import { openFirewall, prepareFirewall } from "../firewall/start.ts";
 import { FlagValueError } from "../firewall/rules.ts";
 import { sanitySet } from "../firewall/sanity.ts";
 import { ApiSocket } from "./api_socket.ts";
+import { watchMemory } from "./memory.ts";
 
 /** What slirp4netns' --enable-sandbox / --enable-seccomp would do, and why slirpd does not. */
 const ACCEPTED_ONLY: Record<string, string> = {
@@ -219,6 +220,8 @@ async function serve(
     p.poller.add(watch, EPOLLIN, onExit);
     down.add(() => p.poller.remove(watch));
   }
+  // After a burst, the heap's garbage goes back once the guest is quiet (daemon/memory.ts).
+  down.add(watchMemory(() => p.stack.counters.framesIn));
   // The fd first: whoever waits for either signal may act at once.
   if (cfg.readyFd !== null) writeAndClose(cfg.readyFd, "1", "--ready-fd");
   console.error(`[+] #${Deno.pid} Slirpnetstack started`);
