@@ -6,17 +6,20 @@
 // collection), slirpd runs one full collection and malloc_trim(0), which hand the pages back.
 // Never on the packet path: a timer of Deno's event loop, once per interval.
 
-import v8 from "node:v8";
-import vm from "node:vm";
 import { mallocTrim } from "../ffi/fd.ts";
 
 /** How often activity is looked at, ms; frames since the last collection that make a burst. */
 export const MEMORY_CHECK_MS = 5_000;
 export const MEMORY_BURST_FRAMES = 20_000;
 
-/** V8's gc(), exposed at run time; null where that is not possible. */
-function exposeGc(): (() => void) | null {
+/**
+ * V8's gc(), exposed at run time (node:v8 and node:vm are loaded only then: they cost a few MB
+ * of RSS at start); null where that is not possible.
+ */
+async function exposeGc(): Promise<(() => void) | null> {
   try {
+    const v8 = (await import("node:v8")).default;
+    const vm = (await import("node:vm")).default;
     v8.setFlagsFromString("--expose-gc");
     const gc = vm.runInNewContext("gc");
     return typeof gc === "function" ? gc as () => void : null;
@@ -30,16 +33,17 @@ function exposeGc(): (() => void) | null {
  * stops it.
  */
 export function watchMemory(frames: () => number): () => void {
-  const gc = exposeGc();
+  let gc: Promise<(() => void) | null> | null = null;
   let collected = frames(); // frames at the last collection
   let last = collected;
-  const timer = setInterval(() => {
+  const timer = setInterval(async () => {
     const now = frames();
     const quiet = now === last;
     last = now;
     if (!quiet || now - collected < MEMORY_BURST_FRAMES) return;
     collected = now;
-    gc?.();
+    gc ??= exposeGc();
+    (await gc)?.();
     try {
       mallocTrim();
     } catch { /* not glibc: nothing to trim */ }
