@@ -31,6 +31,7 @@ import { EPOLLIN, Poller } from "../ffi/poller.ts";
 import { netnsOwner, openGuestNetns } from "../ffi/userns.ts";
 import { WatchedFd, writeAndClose } from "../ffi/fd.ts";
 import { nsInode } from "../ffi/netns.ts";
+import { NetnsWatch } from "../ffi/nswatch.ts";
 import { type NetPlan, netPlanFrom } from "../stack/base/netplan.ts";
 import { Stack } from "../stack/mod.ts";
 import { openFirewall, prepareFirewall } from "../firewall/start.ts";
@@ -42,6 +43,7 @@ import { parentPid, setParentDeathSignal, SIGTERM } from "../ffi/process.ts";
 import { LINKTYPE_ETHERNET, PCAP_MAX_SNAPLEN, PcapWriter } from "../stack/link/pcap.ts";
 import { ForwardError } from "../stack/forwards/mod.ts";
 import { MetricsServer, renderMetrics } from "./metrics.ts";
+import { watchMemory } from "./memory.ts";
 
 /** slirpnetstack's exit codes (Go's os.Exit(-n)), for the failures scripts test for. */
 export const EXIT_METRICS = 254;
@@ -302,15 +304,23 @@ async function openForwards(cfg: Config, p: Parts, down: Teardown): Promise<numb
   }
 }
 
-/** Readiness, then the event loop until SIGINT, SIGTERM or --exit-fd. */
+/** Exit code when the guest's network namespace is gone (README). */
+export const EXIT_NETNS_GONE = 3;
+
+/**
+ * Readiness, then the event loop until SIGINT, SIGTERM, --exit-fd or the guest namespace's
+ * end; returns the exit code.
+ */
 async function serve(
   cfg: Config,
   p: Parts,
   exitFd: WatchedFd | null,
   down: Teardown,
   stopper: Stopper,
-  embed?: Embedding,
-) {
+  embed: Embedding | undefined,
+  watch: NetnsWatch | null,
+): Promise<number> {
+  let code = 0;
   const stop = () => p.poller.stop();
   stopper.onStop(stop);
   // --exit-fd: readable (data or EOF) or hung up: the parent wants slirpd gone.
@@ -318,6 +328,33 @@ async function serve(
     p.poller.add(exitFd, EPOLLIN, stop);
     down.add(() => p.poller.remove(exitFd));
   }
+  // The guest namespace's last process exited (ffi/nswatch.ts): nothing can use the tap any
+  // more, and slirpd's own descriptors are what keeps the namespace alive.
+  if (watch !== null) {
+    const onExit = () => {
+      p.poller.remove(watch);
+      const pid = watch.pid;
+      const r = watch.check();
+      if (r === "moved") p.poller.add(watch, EPOLLIN, onExit);
+      else if (r === "unknown") {
+        console.error(
+          `[!] the guest namespace's process ${pid} exited; whether anything else still uses ` +
+            `${cfg.netns} cannot be seen without /proc (--enable-sandbox): staying up`,
+        );
+      } else if (r === "gone") {
+        console.error(
+          `[!] guest network namespace ${cfg.netns} is gone (its last process, PID ${pid}, ` +
+            `exited): stopping (exit ${EXIT_NETNS_GONE})`,
+        );
+        code = EXIT_NETNS_GONE;
+        stop();
+      }
+    };
+    p.poller.add(watch, EPOLLIN, onExit);
+    down.add(() => p.poller.remove(watch));
+  }
+  // After a burst, the heap's garbage goes back once the guest is quiet (daemon/memory.ts).
+  down.add(watchMemory(() => p.stack.counters.framesIn));
   // The fd first: whoever waits for either signal may act at once.
   if (cfg.readyFd !== null) writeAndClose(cfg.readyFd, "1", "--ready-fd");
   if (embed) embed.ready(stop);
@@ -339,6 +376,7 @@ async function serve(
     }
     return p.stack.tick();
   });
+  return code;
 }
 
 /** The stop line: every counter, for whoever reads the log after the fact. */
@@ -421,12 +459,15 @@ async function runStopping(
     holder.p = parts;
     const failed = await openForwards(cfg, parts, down);
     if (failed !== 0) return failed;
+    // Opened while /proc is still visible (the sandbox hides it).
+    const watch = cfg.linkFd === null ? NetnsWatch.open(cfg.netns) : null;
+    if (watch !== null) down.add(() => watch.close());
     // Everything that needs privileges is done: confine before the guest may speak.
     confine(cfg, (line) => console.error(line));
-    await serve(cfg, parts, exitFd, down, stopper, embed);
+    const code = await serve(cfg, parts, exitFd, down, stopper, embed, watch);
     down.run();
     if (!cfg.quiet && !embed) console.error(stopLine(parts));
-    return 0;
+    return code;
   } finally {
     down.run();
   }

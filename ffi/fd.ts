@@ -11,7 +11,13 @@ const libc = openLibc({
   mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
   tcgetpgrp: { parameters: ["i32"], result: "i32" },
   getpgrp: { parameters: [], result: "i32" },
+  malloc_trim: { parameters: ["usize"], result: "i32" },
 });
+
+/** glibc's malloc_trim(0): free heap pages go back to the system (daemon/memory.ts). */
+export function mallocTrim(): void {
+  libc.malloc_trim(0n);
+}
 
 const F_GETFD = 1;
 const F_SETFD = 2;

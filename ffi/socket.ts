@@ -136,6 +136,9 @@ export class TcpSocket {
   ): TcpSocket {
     const fd = openSocket(family, SOCK_STREAM, 0);
     try {
+      // An IPv6 client socket reaches IPv6 only: ::ffff:a.b.c.d must never become an IPv4
+      // connection behind the firewall's back (firewall/decide.ts decides those as IPv4).
+      if (family === 6) mustSetOpt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY");
       if (opts.bindAddr !== undefined || opts.bindPort) {
         // Source address without a port: let connect() pick the port, so the 4-tuple (not
         // the bare port) has to be unique and bind() does not eat the ephemeral range.

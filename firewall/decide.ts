@@ -351,7 +351,26 @@ export class Decider {
     return this.#enableHost !== this.#enableRouting;
   }
 
+  /**
+   * The verdict for a flow to dst[off..] (4 or 16 bytes). An IPv6 address that spells an IPv4
+   * one is decided as that IPv4 address too, so no rule and no sanity entry can be dodged by
+   * writing the address differently: IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible
+   * (::a.b.c.d), NAT64 (64:ff9b::a.b.c.d) and 6to4 (2002:aabb:ccdd::) must be allowed both as
+   * themselves and as the IPv4 address they embed. (The stack never starts a flow to the first
+   * two at all: stack/flow/routable.ts.)
+   */
   decide(family: 4 | 6, ipProto: number, dst: Uint8Array, port: number, off = 0): Verdict {
+    if (family === 6) {
+      const e = embeddedV4(dst, off);
+      if (e >= 0) {
+        const v4 = this.#decide(4, ipProto, dst, port, off + e);
+        if (!VERDICT_ALLOWS[v4]) return v4;
+      }
+    }
+    return this.#decide(family, ipProto, dst, port, off);
+  }
+
+  #decide(family: 4 | 6, ipProto: number, dst: Uint8Array, port: number, off: number): Verdict {
     const p = protoIndex(ipProto);
     if (p >= 0) {
       if (this.deny.matches(family, p, dst, off, port)) return Verdict.DENY_RULE;
@@ -366,4 +385,26 @@ export class Decider {
     }
     return this.#enableRouting ? Verdict.ROUTED : Verdict.ROUTED_BLOCKED;
   }
+}
+
+/**
+ * Where an IPv6 address at dst[off] carries an IPv4 address: the byte offset of the IPv4
+ * address for ::ffff:0:0/96 (IPv4-mapped), ::/96 (IPv4-compatible, but not :: or ::1),
+ * 64:ff9b::/96 (NAT64, RFC 6052) and 2002::/16 (6to4, RFC 3056), else -1.
+ */
+export function embeddedV4(dst: Uint8Array, off: number): number {
+  const a = dst[off], b = dst[off + 1];
+  if (a === 0x20 && b === 0x02) return 2;
+  let zero = true; // bytes 4..9 are zero in all the /96 forms
+  for (let i = 4; i < 10 && zero; i++) zero = dst[off + i] === 0;
+  if (!zero) return -1;
+  const w5 = (dst[off + 10] << 8) | dst[off + 11];
+  if (a === 0 && b === 0x64 && dst[off + 2] === 0xff && dst[off + 3] === 0x9b) {
+    return w5 === 0 ? 12 : -1;
+  }
+  if (a !== 0 || b !== 0 || dst[off + 2] !== 0 || dst[off + 3] !== 0) return -1;
+  if (w5 === 0xffff) return 12;
+  if (w5 !== 0) return -1;
+  const hi = dst[off + 12] | dst[off + 13] | dst[off + 14];
+  return hi === 0 && dst[off + 15] <= 1 ? -1 : 12;
 }

@@ -23,6 +23,7 @@ function p(bytes: number[], len: number, size: 4 | 16): Prefix {
 export const SANITY_V4: Prefix[] = [
   p([0], 8, 4), // "this network"
   p([127], 8, 4), // loopback
+  p([169, 254], 16, 4), // link-local (a cloud's metadata service): only an --allow opens it
   p([255, 255, 255, 255], 32, 4), // limited broadcast
 ];
 

@@ -35,10 +35,8 @@ export const PERMISSIONS: { flag: string; why: string }[] = [
     why: "`-- CMD` makes a user namespace too when slirpd is not root (Deno.uid)",
   },
   {
-    flag: "--allow-env=PATH,TMPDIR,SLIRPD_VERSION,SLIRPD_COMMIT,SLIRPD_BUILD_TIME," +
-      "SLIRPD_TEST_TCP_LOSS",
-    why: "PATH to find nsenter/ip/unshare, TMPDIR for the FIFO, the version stamp " +
-      "(--version), a test hook",
+    flag: "--allow-env=PATH,TMPDIR,SLIRPD_VERSION,SLIRPD_COMMIT,SLIRPD_BUILD_TIME",
+    why: "PATH to find nsenter/ip/unshare, TMPDIR for the FIFO, the version stamp (--version)",
   },
 ];
 

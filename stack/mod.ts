@@ -15,8 +15,17 @@ import {
 } from "./wire/vnet.ts";
 import type { Poller } from "../ffi/poller.ts";
 import { TimerWheel } from "./flow/timers.ts";
-import { type Admission, TcpStack } from "./tcp/mod.ts";
-import { addHostLoopback, FlowVerdict, type HostLoopback, Outbound } from "./flow/outbound.ts";
+import { type Admission, expectDnsFraming, TcpStack } from "./tcp/mod.ts";
+import {
+  addHostLoopback,
+  type FlowTarget,
+  FlowVerdict,
+  type HostLoopback,
+  Outbound,
+} from "./flow/outbound.ts";
+import { broadcast4 } from "./flow/routable.ts";
+import { ErrorLineLimiter } from "./flow/linelimit.ts";
+import { GuestSources } from "./ip/source.ts";
 import { GuestServices, type ServicesOptions } from "./services/mod.ts";
 import { TcpSocket } from "../ffi/socket.ts";
 import { Fragmenter } from "./ip/frag.ts";
@@ -84,6 +93,8 @@ export class Stack {
   readonly #ip: Ip;
   readonly #tap: FrameIo;
   readonly wheel = new TimerWheel(performance.now());
+  /** The rate limit of per-flow error lines. */
+  readonly lines: ErrorLineLimiter;
   readonly tcp: TcpStack;
   readonly services: GuestServices | null;
   readonly frag: Fragmenter;
@@ -102,22 +113,32 @@ export class Stack {
     const icmp6 = new Icmp6(opts.plan, this.tx, this.counters);
     // UDP routing and routed echo (ICMP that is not for slirpd itself goes to ping).
     this.frag = new Fragmenter(this.tx, opts.plan.mac, this.counters);
+    icmp4.frag = icmp6.frag = this.frag;
     // New flows ask Outbound: redirects first (DNS over TCP to the upstream resolver, remote
     // forwards, host loopback), then the firewall.
-    const out = new Outbound(opts.policy, opts.outbound4 ?? null, opts.outbound6 ?? null);
+    const out = new Outbound(
+      opts.policy,
+      opts.outbound4 ?? null,
+      opts.outbound6 ?? null,
+      broadcast4(opts.plan.prefix4, opts.plan.prefixLen4),
+    );
     this.outbound = out;
+    // Per-flow error lines of TCP and UDP go through one rate limit (flow/linelimit.ts).
+    const lines = new ErrorLineLimiter(opts.log, this.wheel, () => performance.now());
+    this.lines = lines;
     if (opts.hostLoopback) {
       addHostLoopback(out, opts.plan.gateway4, opts.plan.gateway6, opts.hostLoopback);
     }
     this.udp = new UdpStack(this.tx, this.frag, opts.poller, this.wheel, this.counters, {
       outbound: out,
-      log: opts.log,
+      log: lines.log,
       quiet: opts.quiet,
       timeoutMs: opts.udpTimeoutMs,
       maxFlows: opts.maxUdpFlows,
     });
     this.ping = new Ping(this.tx, this.frag, opts.poller, this.wheel, this.counters, {
       policy: opts.policy,
+      routable: (f, b, o) => out.routable(f, b, o),
       bindFor: (f) => out.bindFor(f),
       timeoutMs: opts.udpTimeoutMs,
     });
@@ -139,7 +160,11 @@ export class Stack {
     this.services = svc;
     icmp6.next = svc?.icmp6Input(icmp6.next) ?? icmp6.next;
     if (svc?.dns) {
-      const dnsTarget = (f: 4 | 6, dst: Uint8Array, port: number) => svc.dnsTcpTarget(f, dst, port);
+      // DNS over TCP to the upstream resolver: the connection must carry DNS only.
+      const dnsTarget = (f: 4 | 6, dst: Uint8Array, port: number): FlowTarget | null => {
+        const t = svc.dnsTcpTarget(f, dst, port);
+        return t === null ? null : { family: t.family, addr: t.addr, port: t.port, framing: "dns" };
+      };
       out.addRedirect({ proto: 6, family: 4, addr: opts.plan.dns4, port: 53, target: dnsTarget });
       out.addRedirect({ proto: 6, family: 6, addr: opts.plan.dns6, port: 53, target: dnsTarget });
     }
@@ -169,7 +194,9 @@ export class Stack {
     const remoteClosed = (c: Conn) =>
       this.forwards.accountRemote(c.bytesFromGuest, c.bytesFromHost);
     const tag = (c: Conn, t: Admission) => {
-      if (typeof t !== "object" || t.owner === undefined) return;
+      if (typeof t !== "object") return;
+      if (t.framing === "dns") expectDnsFraming(c);
+      if (t.owner === undefined) return;
       c.fwd = t.owner;
       c.onHostClosed = remoteClosed;
       if (!opts.quiet) {
@@ -182,7 +209,7 @@ export class Stack {
       admit,
       tag,
       quiet: opts.quiet,
-      log: opts.log,
+      log: lines.log,
       connectTimeoutMs: opts.connectTimeoutMs,
       mtu: opts.mtu,
       now: () => performance.now(),
@@ -192,8 +219,9 @@ export class Stack {
       icmp6,
       tcp: this.tcp,
       udp: this.udp, // local services (DNS, DHCP) are registered with it
-    });
+    }, new GuestSources(opts.plan));
     const ip = this.#ip;
+    ip.onLoopbackSource6 = (m) => icmp6.refuseLoopbackSource(m);
     this.reasm = new Reassembler(
       this.wheel,
       this.counters,
@@ -281,5 +309,6 @@ export class Stack {
     this.ping.close();
     this.reasm.close();
     this.tcp.close();
+    this.lines.flush();
   }
 }

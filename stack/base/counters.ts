@@ -29,6 +29,8 @@ export class Counters {
   /** Datagrams reassembled from fragments, and fragments sent to the guest. */
   reasmDone = 0;
   fragsOut = 0;
+  /** Source addresses the guest may not use (stack/ip/source.ts): loopback, multicast, ... */
+  dropBadSource = 0;
   /** Protocols or destinations nothing handles. */
   dropUnhandled = 0;
   /** Flows the policy refused. */

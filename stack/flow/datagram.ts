@@ -12,16 +12,6 @@
 import { ConnTable, type Keyed } from "./table.ts";
 import { Timer, type TimerWheel } from "./timers.ts";
 
-/**
- * Can a flow to the address at b[o] (4 or 16 bytes) be tracked at all? Not to multicast,
- * broadcast or unspecified addresses (replies would not come from where the guest sent), nor to
- * IPv6 link-local ones (the guest's link holds only slirpd, which answers for itself).
- */
-export function routable(family: 4 | 6, b: Uint8Array, o: number): boolean {
-  if (family === 4) return b[o] < 224 && (b[o] | b[o + 1] | b[o + 2] | b[o + 3]) !== 0;
-  return b[o] !== 0xff && !(b[o] === 0xfe && (b[o + 1] & 0xc0) === 0x80);
-}
-
 /** A flow: the guest's tuple and the bookkeeping the table needs. */
 export class Flow implements Keyed {
   hash = 0;

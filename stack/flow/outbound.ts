@@ -10,6 +10,7 @@
 // The host socket of a routed flow binds the --outbound-addr of its family when one is set.
 
 import type { Policy } from "../base/names.ts";
+import { routable } from "./routable.ts";
 
 export interface FlowTarget {
   family: 4 | 6;
@@ -22,6 +23,8 @@ export interface FlowTarget {
   owner?: object;
   /** udprpc: the flow ends once the target's first answer reached the guest. */
   rpc?: boolean;
+  /** "dns": the flow must carry DNS over TCP only (stack/tcp/dnsframe.ts). */
+  framing?: "dns";
 }
 
 /** Gives the target now (hostnames and resolv.conf servers change); null = refuse. */
@@ -66,7 +69,14 @@ export class Outbound {
     /** --outbound-addr / --outbound-addr6: the source address routed flows bind. */
     readonly bind4: Uint8Array | null = null,
     readonly bind6: Uint8Array | null = null,
+    /** The guest network's IPv4 broadcast (routable.ts broadcast4); -1: none. */
+    readonly bcast4 = -1,
   ) {}
+
+  /** Can a flow go to the address at b[o] at all (stack/flow/routable.ts)? */
+  routable(family: 4 | 6, b: Uint8Array, o: number): boolean {
+    return routable(family, b, o, this.bcast4);
+  }
 
   /** Adds a redirect; returns the function that removes it. Throws if the key is taken. */
   addRedirect(r: Redirect): () => void {
@@ -98,7 +108,10 @@ export class Outbound {
       this.#redirects.get(key(proto, family, dst, 0));
   }
 
-  /** Decides a new guest flow (proto 6 or 17) to dst:port. */
+  /**
+   * Decides a new guest flow (proto 6 or 17) to dst:port: a redirect, else a destination that
+   * is routable (routable.ts) and that the policy allows.
+   */
   decide(proto: 6 | 17, family: 4 | 6, dst: Uint8Array, port: number): FlowVerdict {
     const r = this.#find(proto, family, dst, port);
     if (r) {
@@ -108,6 +121,7 @@ export class Outbound {
       this.target = t;
       return FlowVerdict.Redirected;
     }
+    if (!routable(family, dst, 0, this.bcast4)) return FlowVerdict.Refused;
     return this.policy(family, proto, dst, port) ? FlowVerdict.Routed : FlowVerdict.Refused;
   }
 

@@ -9,6 +9,9 @@ import type { PacketMeta } from "../ip/meta.ts";
 import type { NetPlan } from "../base/netplan.ts";
 import type { Transport } from "../ip/ip.ts";
 import type { Tx } from "../link/tx.ts";
+import type { Fragmenter } from "../ip/frag.ts";
+import { emitIcmpv6Unreachable, ICMPV6_POLICY_FAIL } from "../wire/icmpv6.ts";
+import { PROTO_ICMPV6 } from "../base/names.ts";
 
 const ICMP_ECHO_REPLY = 0;
 const ICMP_ECHO_REQUEST = 8;
@@ -33,7 +36,30 @@ function owns6(plan: NetPlan, b: Uint8Array, o: number): boolean {
     bytesEqual(b, o, plan.linkLocal6, 0, 16);
 }
 
+/**
+ * Sends the echo reply written at tx.l4Offset (the request's addresses swapped): as one frame,
+ * or, larger than the MTU (the guest's request came in fragments), in fragments as routed
+ * replies are (stack/ip/frag.ts), never as one oversized frame.
+ */
+function echoReply(tx: Tx, frag: Fragmenter | null, m: PacketMeta, proto: number): boolean {
+  const f = m.family, b = m.b;
+  if (frag === null || m.l4Len <= tx.maxL4(f)) {
+    return tx.sendIpAt(f, b, m.dstOff, b, m.srcOff, proto, m.l4Len);
+  }
+  const n = f === 4 ? 4 : 16; // (copies: rare, and the fragments overwrite tx.buf)
+  return frag.send(
+    f,
+    b.slice(m.dstOff, m.dstOff + n),
+    b.slice(m.srcOff, m.srcOff + n),
+    proto,
+    m.l4Len,
+  );
+}
+
 export class Icmp4 implements Transport {
+  /** Splits replies larger than the MTU (a big ping of the gateway); set by the Stack. */
+  frag: Fragmenter | null = null;
+
   constructor(
     private readonly plan: NetPlan,
     private readonly tx: Tx,
@@ -66,11 +92,13 @@ export class Icmp4 implements Transport {
     if (m.l4Len > tx.buf.length - out) return;
     tx.buf.set(b.subarray(m.l4Off, m.l4Off + m.l4Len), out);
     tx.buf[out] = ICMP_ECHO_REPLY;
-    if (tx.sendIpAt(4, b, m.dstOff, b, m.srcOff, 1, m.l4Len)) this.counters.echoReplies++;
+    if (echoReply(tx, this.frag, m, 1)) this.counters.echoReplies++;
   }
 }
 
 export class Icmp6 implements Transport {
+  /** Splits replies larger than the MTU (a big ping of the gateway); set by the Stack. */
+  frag: Fragmenter | null = null;
   /** More addresses to advertise in NDP (remote forwards in the guest's prefix); see Link. */
   alsoOwns: ((family: 4 | 6, b: Uint8Array, off: number) => boolean) | null = null;
 
@@ -80,6 +108,31 @@ export class Icmp6 implements Transport {
     private readonly counters: Counters,
     public next?: Transport,
   ) {}
+
+  /**
+   * A TCP or UDP packet from ::1: what a Linux guest sends while its IPv6 address is still
+   * tentative (source selection falls back to lo's ::1). The IP layer drops it (source.ts), but
+   * a silent drop leaves the guest's connect() retrying for minutes, and anything addressed to
+   * ::1 the guest drops itself. An ICMPv6 "source address failed policy" from slirpd's
+   * link-local address to all-nodes is what it does accept: the error names the SYN, and the
+   * connect() fails at once with EACCES.
+   */
+  refuseLoopbackSource(m: PacketMeta): void {
+    const tx = this.tx;
+    const quote = m.l4Off - m.ipOff + Math.min(m.l4Len, 8);
+    const src = this.plan.linkLocal6;
+    const n = emitIcmpv6Unreachable(
+      tx.buf,
+      tx.l4Offset(6),
+      ICMPV6_POLICY_FAIL,
+      src,
+      ALL_NODES,
+      m.b,
+      m.ipOff,
+      quote,
+    );
+    if (n > 0) tx.sendIp(6, src, ALL_NODES, PROTO_ICMPV6, n);
+  }
 
   input(m: PacketMeta): void {
     const b = m.b;
@@ -105,7 +158,7 @@ export class Icmp6 implements Transport {
       if (m.l4Len > tx.buf.length - out) return;
       tx.buf.set(b.subarray(m.l4Off, m.l4Off + m.l4Len), out);
       tx.buf[out] = ICMP6_ECHO_REPLY;
-      if (tx.sendIpAt(6, b, m.dstOff, b, m.srcOff, 58, m.l4Len)) this.counters.echoReplies++;
+      if (echoReply(tx, this.frag, m, 58)) this.counters.echoReplies++;
       return;
     }
     if (this.next) this.next.input(m);

@@ -27,7 +27,7 @@ import type { Transport } from "../ip/ip.ts";
 import type { PacketMeta } from "../ip/meta.ts";
 import type { TimerWheel } from "../flow/timers.ts";
 import type { Tx } from "../link/tx.ts";
-import { type CloseReason, Flow, FlowTable, routable } from "../flow/datagram.ts";
+import { type CloseReason, Flow, FlowTable } from "../flow/datagram.ts";
 import { EPOLLIN, type PollerLike } from "../base/names.ts";
 
 const ECHO_REQUEST4 = 8;
@@ -39,6 +39,8 @@ const RECV_BUDGET = 64;
 
 export interface PingConfig {
   policy(family: 4 | 6, proto: number, dst: Uint8Array, port: number): boolean;
+  /** Can a flow go to the address at b[o] at all (Outbound.routable, stack/flow/routable.ts)? */
+  routable(family: 4 | 6, b: Uint8Array, o: number): boolean;
   /** The source address ping sockets bind (--outbound-addr[6]); absent or null: the kernel's. */
   bindFor?(family: 4 | 6): Uint8Array | null;
   /** Where the one "answered locally" notice goes (default console.error). */
@@ -122,7 +124,7 @@ export class Ping implements Transport {
     const b = m.b;
     const family = m.family;
     const d = m.dstOff;
-    if (!routable(family, b, d)) {
+    if (!this.cfg.routable(family, b, d)) {
       this.stats.notRoutable++;
       this.counters.dropUnhandled++;
       return null;

@@ -6,6 +6,8 @@ import { Ipv4View } from "../wire/ipv4.ts";
 import { Ipv6View } from "../wire/ipv6.ts";
 import type { Counters } from "../base/counters.ts";
 import { PacketMeta } from "./meta.ts";
+import { GuestSources } from "./source.ts";
+import { u16 } from "../wire/bytes.ts";
 import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP } from "../base/names.ts";
 
 /** A transport protocol's entry point; `m` is valid only during the call. */
@@ -28,6 +30,8 @@ export interface FragmentSink {
 
 export class Ip {
   readonly meta = new PacketMeta();
+  /** A dropped TCP/UDP packet from ::1 (source.ts): the ICMPv6 error that fails it fast. */
+  onLoopbackSource6: ((m: PacketMeta) => void) | null = null;
   /** Reassembly; without it fragments are dropped (counted). */
   reasm?: FragmentSink;
   readonly #v4 = new Ipv4View();
@@ -39,6 +43,8 @@ export class Ip {
   constructor(
     private readonly counters: Counters,
     private readonly transports: Transports,
+    /** Which source addresses the guest may use (source.ts); none: every source (tests). */
+    private readonly sources?: GuestSources,
   ) {}
 
   input4(b: Uint8Array, o: number, n: number): void {
@@ -50,6 +56,15 @@ export class Ip {
     if (!ip.verifyChecksum()) {
       this.counters.dropBadIpChecksum++;
       return;
+    }
+    const src = this.sources;
+    if (src !== undefined) {
+      const dhcp = ip.protocol === PROTO_UDP && !ip.isFragment && ip.payloadLen >= 4 &&
+        u16(b, ip.payloadOffset + 2) === 67;
+      if (!src.ok4(b, ip.srcOffset, ip.protocol, dhcp)) {
+        this.counters.dropBadSource++;
+        return;
+      }
     }
     if (ip.isFragment) {
       if (this.reasm) this.reasm.input4(ip);
@@ -77,9 +92,37 @@ export class Ip {
       this.counters.dropMalformedIp++;
       return;
     }
+    const src = this.sources;
+    if (src !== undefined && !src.ok6(b, ip.srcOffset, ip.protocol)) {
+      this.counters.dropBadSource++;
+      const p = ip.protocol;
+      if (
+        this.onLoopbackSource6 !== null && (p === PROTO_TCP || p === PROTO_UDP) &&
+        !ip.isFragment && GuestSources.loopback6(b, ip.srcOffset)
+      ) {
+        const m = this.meta;
+        m.family = 6;
+        m.b = b;
+        m.ipOff = o;
+        m.srcOff = ip.srcOffset;
+        m.dstOff = ip.dstOffset;
+        m.proto = p;
+        m.l4Off = ip.l4Offset;
+        m.l4Len = ip.l4Len;
+        this.onLoopbackSource6(m);
+      }
+      return;
+    }
     // parse walked the extension headers (bounded) to the upper layer. A Fragment header
     // with offset 0 and M clear is an atomic fragment (RFC 6946): processed as it is.
     if (ip.isFragment) {
+      // RFC 7112 (RFC 8200 §4.5): a first fragment must hold the whole header chain, the
+      // upper-layer header included (as Linux checks it: TCP 20, UDP 8, ICMPv6 8 bytes);
+      // else a firewall that looks at first fragments only could be walked around.
+      if (ip.fragOffset === 0 && ip.l4Len < upperHeaderLen(ip.protocol)) {
+        this.counters.dropFragment++;
+        return;
+      }
       if (this.reasm) this.reasm.input6(ip);
       else this.counters.dropFragment++;
       return;
@@ -121,4 +164,9 @@ export class Ip {
     }
     t.input(m);
   }
+}
+
+/** Bytes of the upper-layer header a first IPv6 fragment must carry (RFC 7112). */
+function upperHeaderLen(proto: number): number {
+  return proto === PROTO_TCP ? 20 : proto === PROTO_UDP || proto === PROTO_ICMPV6 ? 8 : 0;
 }

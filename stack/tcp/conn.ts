@@ -234,6 +234,21 @@ export class Conn implements Keyed {
   /** Link in the TIME-WAIT FIFO (oldest first). */
   twNext: Conn | null = null;
   twPrev: Conn | null = null;
+  /**
+   * Link in the half-open FIFO (a guest SYN whose handshake is not complete: CONNECTING or
+   * SYN-RECEIVED), and the destination bucket it counts in; -1: not in it.
+   */
+  hoNext: Conn | null = null;
+  hoPrev: Conn | null = null;
+  hoBucket = -1;
+  /** When the guest's SYN arrived (engine ms): the age of a half-open connection. */
+  synAt = 0;
+  /** DNS over TCP (dnsframe.ts): checked, checked up to, length bytes/length/position. */
+  dnsFramed = false;
+  dnsSeen = 0 as Seq;
+  dnsLenBytes = 0;
+  dnsLen = 0;
+  dnsPos = 0;
 
   constructor(
     readonly family: 4 | 6,

@@ -21,6 +21,9 @@ import {
   DEFAULT_KEEP_INTERVAL_MS,
   DEFAULT_MAX_CONNS,
   DEFAULT_TIME_WAIT_MS,
+  HALF_OPEN_BUCKETS,
+  MAX_HALF_OPEN,
+  MAX_HALF_OPEN_PER_DST,
   STORE_BUF_SIZE,
   STORE_BUFFERS,
 } from "./tunables.ts";
@@ -52,14 +55,12 @@ export interface TcpConfig {
   keepIdleMs?: number;
   keepIntervalMs?: number;
   keepCount?: number;
+  /** Half-open bounds, in all and per destination (default tunables.ts MAX_HALF_OPEN*). */
+  maxHalfOpen?: number;
+  maxHalfOpenPerDst?: number;
   /** RecvStore pool: buffer size and count (default 1 MiB × 32 = 32 MiB at most). */
   storeBufSize?: number;
   storeBuffers?: number;
-  /**
-   * Test hook: drop this fraction of TCP segments each way (a lossy link where netem is not
-   * available). Default: the SLIRPD_TEST_TCP_LOSS environment variable, else 0.
-   */
-  lossRate?: number;
   /**
    * Called for each admitted connection just before its host connect(), with what `admit`
    * said: stack/mod.ts tags the connections of a remote forward (Conn.fwd, Conn.hostLabel).
@@ -113,8 +114,12 @@ export class TcpStats {
   hostResets = 0;
   finsRcvd = 0;
   timeWaitEvicted = 0;
-  /** Segments dropped by the lossRate test hook. */
-  testDrops = 0;
+  /** Half-open connections given up for a newer SYN (bounds reached: SYN flood). */
+  halfOpenEvicted = 0;
+  /** SYNs left unanswered at a half-open bound (the guest sends them again). */
+  synDropped = 0;
+  /** DNS-over-TCP connections reset because the guest sent something else (dnsframe.ts). */
+  notDns = 0;
 }
 
 const unset = (_c: Conn): void => {
@@ -149,6 +154,13 @@ export class TcpEngine {
   #twHead: Conn | null = null;
   #twTail: Conn | null = null;
   #twCount = 0;
+  #hoHead: Conn | null = null;
+  #hoTail: Conn | null = null;
+  #hoCount = 0;
+  readonly #hoPerBucket = new Uint16Array(HALF_OPEN_BUCKETS);
+  /** Half-open bounds (tunables.ts; TcpConfig may lower them for tests). */
+  readonly maxHalfOpen: number;
+  readonly maxHalfOpenPerDst: number;
   /**
    * The retransmission and life timers' callbacks (retransmit.ts rtxTimeout, forwarder.ts
    * lifeTimeout: layers above this one), set once by TcpStack's constructor.
@@ -161,8 +173,6 @@ export class TcpEngine {
     port: number,
     a: Admission,
   ) => HostSocket;
-  readonly lossRate: number;
-  #rng = 0x2545f491;
 
   constructor(
     readonly tx: Tx,
@@ -179,25 +189,13 @@ export class TcpEngine {
     this.keepIdleMs = cfg.keepIdleMs ?? DEFAULT_KEEP_IDLE_MS;
     this.keepIntervalMs = cfg.keepIntervalMs ?? DEFAULT_KEEP_INTERVAL_MS;
     this.keepCount = cfg.keepCount ?? DEFAULT_KEEP_COUNT;
+    this.maxHalfOpen = cfg.maxHalfOpen ?? MAX_HALF_OPEN;
+    this.maxHalfOpenPerDst = cfg.maxHalfOpenPerDst ?? MAX_HALF_OPEN_PER_DST;
     this.connectHost = cfg.connect ??
       ((f, addr, p, a) =>
         typeof a === "object"
           ? TcpSocket.connect(a.family, a.addr, a.port)
           : TcpSocket.connect(f, addr, p));
-    this.lossRate = cfg.lossRate ?? envLoss();
-  }
-
-  /** The lossRate test hook's coin (xorshift32): true = drop this segment. */
-  lose(): boolean {
-    if (this.lossRate <= 0) return false;
-    let x = this.#rng;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.#rng = x;
-    if ((x >>> 0) / 0x1_0000_0000 >= this.lossRate) return false;
-    this.stats.testDrops++;
-    return true;
   }
 
   now(): number {
@@ -226,6 +224,50 @@ export class TcpEngine {
       this.onRtx,
       this.onLife,
     );
+  }
+
+  // --- Half-open FIFO (oldest first: the one evicted when a bound is reached) ---
+
+  /** Half-open connections (CONNECTING or SYN-RECEIVED after a guest SYN). */
+  get halfOpenCount(): number {
+    return this.#hoCount;
+  }
+
+  /** Half-open connections whose destination falls in `bucket` (halfOpenBucket). */
+  halfOpenIn(bucket: number): number {
+    return this.#hoPerBucket[bucket];
+  }
+
+  /** The oldest half-open connection (of one destination bucket, or of all: -1). */
+  halfOpenOldest(bucket = -1): Conn | null {
+    let c = this.#hoHead;
+    while (c !== null && bucket >= 0 && c.hoBucket !== bucket) c = c.hoNext;
+    return c;
+  }
+
+  halfOpenAdd(c: Conn, bucket: number): void {
+    if (c.hoBucket >= 0) return;
+    c.hoBucket = bucket;
+    c.hoPrev = this.#hoTail;
+    c.hoNext = null;
+    if (this.#hoTail) this.#hoTail.hoNext = c;
+    else this.#hoHead = c;
+    this.#hoTail = c;
+    this.#hoCount++;
+    this.#hoPerBucket[bucket]++;
+  }
+
+  /** Leaves the half-open FIFO (handshake done, or the connection ends); idempotent. */
+  halfOpenRemove(c: Conn): void {
+    if (c.hoBucket < 0) return;
+    if (c.hoPrev) c.hoPrev.hoNext = c.hoNext;
+    else this.#hoHead = c.hoNext;
+    if (c.hoNext) c.hoNext.hoPrev = c.hoPrev;
+    else this.#hoTail = c.hoPrev;
+    this.#hoPerBucket[c.hoBucket]--;
+    this.#hoCount--;
+    c.hoNext = c.hoPrev = null;
+    c.hoBucket = -1;
   }
 
   // --- TIME-WAIT FIFO (oldest first: the one evicted when the table is full) ---
@@ -257,14 +299,5 @@ export class TcpEngine {
     else this.#twTail = c.twPrev;
     c.twNext = c.twPrev = null;
     this.#twCount--;
-  }
-}
-
-function envLoss(): number {
-  try {
-    const v = Number(Deno.env.get("SLIRPD_TEST_TCP_LOSS") ?? "0");
-    return v > 0 && v < 1 ? v : 0;
-  } catch {
-    return 0; // no env permission: no hook
   }
 }

@@ -38,6 +38,7 @@ import {
   sendSyn,
 } from "./output.ts";
 import { COALESCE_BELOW, FLUSH_AT } from "./tunables.ts";
+import { dnsFramesOk } from "./dnsframe.ts";
 
 /** Starts the host connect() for a new guest connection; false when it failed at once. */
 export function startConnect(t: TcpEngine, c: Conn, a: Admission): boolean {
@@ -171,6 +172,24 @@ export function guestData(
     if (len === 0) {
       sendAck(t, c);
       return;
+    }
+  }
+  if (c.dnsFramed) {
+    // DNS over TCP: in order only (small messages; the guest resends), each byte checked once.
+    if (seq !== c.rcvNxt) {
+      t.stats.oooDropped++;
+      sendAck(t, c);
+      return;
+    }
+    const skip = (c.dnsSeen - seq) | 0;
+    if (skip < len) {
+      const from = skip > 0 ? skip : 0;
+      if (!dnsFramesOk(c, b, off + from, len - from)) {
+        t.stats.notDns++;
+        resetConn(t, c, "not DNS over TCP");
+        return;
+      }
+      c.dnsSeen = seqAdd(seq, len);
     }
   }
   if (seq !== c.rcvNxt) {

@@ -126,6 +126,7 @@ export function finish(t: TcpEngine, c: Conn, abort: boolean): void {
   c.store.clear();
   c.ackPending = false;
   if (c.state === TIME_WAIT) t.timeWaitRemove(c);
+  t.halfOpenRemove(c);
   c.state = CLOSED;
   t.table.remove(c);
   t.stats.closed++;

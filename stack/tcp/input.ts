@@ -34,6 +34,7 @@ import {
   ourMss,
   pushData,
   sendAck,
+  sendRst,
   sendRstReply,
   sendSyn,
   TH_ACK,
@@ -43,7 +44,15 @@ import {
 } from "./output.ts";
 import { onDupAck, onNewAck, updateSacked } from "./retransmit.ts";
 import { guestData, guestReset, hostShutdownIfDone, startConnect } from "./forwarder.ts";
-import { DEFAULT_MSS_V4, DEFAULT_MSS_V6, MIN_MSS, OUR_WSCALE, TS_OPTION_LEN } from "./tunables.ts";
+import {
+  DEFAULT_MSS_V4,
+  DEFAULT_MSS_V6,
+  HALF_OPEN_BUCKETS,
+  HALF_OPEN_EVICT_AGE_MS,
+  MIN_MSS,
+  OUR_WSCALE,
+  TS_OPTION_LEN,
+} from "./tunables.ts";
 
 /** Entry point: one TCP segment from the guest (IP layer already validated). */
 export function tcpInput(t: TcpEngine, m: PacketMeta): void {
@@ -141,6 +150,17 @@ function listen(t: TcpEngine, m: PacketMeta): void {
     }
     return;
   }
+  // SYN flood bounds: a SYN is a real host connect(), so the half-open ones are bounded per
+  // destination and in all; the oldest goes first (tunables.ts MAX_HALF_OPEN*).
+  const bucket = halfOpenBucket(remote, v.dstPort);
+  if (t.halfOpenIn(bucket) >= t.maxHalfOpenPerDst && !evictHalfOpen(t, t.halfOpenOldest(bucket))) {
+    t.stats.synDropped++;
+    return;
+  }
+  if (t.halfOpenCount >= t.maxHalfOpen && !evictHalfOpen(t, t.halfOpenOldest())) {
+    t.stats.synDropped++;
+    return;
+  }
   if (t.table.full) evictTimeWait(t);
   if (t.table.full) {
     t.stats.tableFull++;
@@ -175,12 +195,36 @@ function listen(t: TcpEngine, m: PacketMeta): void {
       c.iss;
   initCongestion(c);
   c.state = CONNECTING;
+  c.synAt = t.now();
   t.table.insert(c);
+  t.halfOpenAdd(c, bucket);
   // Data or FIN on the SYN is not accepted now: the guest sends it again after the handshake.
   if (!startConnect(t, c, admission) && !c.finished) {
     replyRst(t, m);
     finish(t, c, false);
   }
+}
+
+/** The half-open bucket of a destination (FNV-1a over address and port). */
+function halfOpenBucket(addr: Uint8Array, port: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < addr.length; i++) h = Math.imul(h ^ addr[i], 0x01000193);
+  h = Math.imul(h ^ (port >> 8), 0x01000193);
+  h = Math.imul(h ^ (port & 0xff), 0x01000193);
+  return (h >>> 0) & (HALF_OPEN_BUCKETS - 1);
+}
+
+/**
+ * Gives up a half-open connection for a newer SYN (RST to the guest, abort to the host) when
+ * it is old enough (HALF_OPEN_EVICT_AGE_MS); false when it is not: the new SYN waits.
+ */
+function evictHalfOpen(t: TcpEngine, c: Conn | null): boolean {
+  if (c === null || t.now() - c.synAt < HALF_OPEN_EVICT_AGE_MS) return false;
+  t.stats.halfOpenEvicted++;
+  c.doneNote = "half-open, evicted";
+  sendRst(t, c); // in CONNECTING: RST|ACK acknowledging its SYN (RFC 9293 §3.10.7.1)
+  finish(t, c, true);
+  return true;
 }
 
 /**
@@ -242,8 +286,10 @@ function byState(t: TcpEngine, c: Conn, m: PacketMeta, flags: number, seq: Seq):
       }
       return true;
     case TIME_WAIT:
-      // A new SYN above the old sequence space reopens the 4-tuple (RFC 6191 spirit).
-      if ((flags & (TH_SYN | TH_ACK)) === TH_SYN && seqGt(seq, c.rcvNxt)) {
+      // A new SYN reopens the 4-tuple (RFC 6191): by timestamp when the old incarnation
+      // used them and the SYN carries one (newer than TS.Recent), else by sequence number
+      // (above RCV.NXT). Anything else is an old duplicate and goes the usual way.
+      if ((flags & (TH_SYN | TH_ACK)) === TH_SYN && reopens(t, c, seq)) {
         finish(t, c, false);
         listen(t, m);
         return false;
@@ -251,6 +297,13 @@ function byState(t: TcpEngine, c: Conn, m: PacketMeta, flags: number, seq: Seq):
       return true;
   }
   return true;
+}
+
+/** RFC 6191: may this SYN (sequence number `seq`) start a new incarnation in TIME-WAIT? */
+function reopens(t: TcpEngine, c: Conn, seq: Seq): boolean {
+  const o = t.opts;
+  if (c.tsOk && o.hasTimestamp) return ((o.tsVal - c.tsRecent) | 0) > 0;
+  return seqGt(seq, c.rcvNxt);
 }
 
 /**
@@ -356,11 +409,18 @@ function ackArrives(
 }
 
 /**
- * The send window from a newer segment (RFC 9293's SND.WL1/SND.WL2 rule). True when the
- * window changed (there may be room to send).
+ * The send window from a newer segment (RFC 9293 §3.10.7.4: SND.UNA =< SEG.ACK, and the
+ * SND.WL1/SND.WL2 rule). True when the window changed (there may be room to send). A window
+ * that reopens ends the persist timer's backoff (the guest answered; Linux clears it the same
+ * way): the first retransmission timeout afterwards starts from the plain RTO again.
  */
 function updateSendWindow(c: Conn, seq: Seq, ack: Seq, segWnd: number): boolean {
+  if (seqLt(ack, c.sndUna)) return false; // an old ACK says nothing about the window now
   if (!(seqLt(c.sndWl1, seq) || (c.sndWl1 === seq && seqLe(c.sndWl2, ack)))) return false;
+  if (c.sndWnd === 0 && segWnd > 0) {
+    c.backoff = 0;
+    c.probeDone = false;
+  }
   const changed = segWnd !== c.sndWnd;
   c.sndWnd = segWnd;
   c.sndWl1 = seq;
@@ -440,6 +500,7 @@ function negotiatedMss(t: TcpEngine, family: 4 | 6, offered: number, ts: boolean
 /** The handshake's last ACK: ESTABLISHED; host data may flow now. */
 function established(t: TcpEngine, c: Conn): void {
   c.state = ESTABLISHED;
+  t.halfOpenRemove(c);
   c.sndUna = seqAdd(c.iss, 1);
   if (seqLt(c.sndNxt, c.sndUna)) c.sndNxt = c.sndUna;
   c.backoff = 0;

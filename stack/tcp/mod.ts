@@ -19,15 +19,15 @@
 
 import type { PacketMeta } from "../ip/meta.ts";
 import type { Tx } from "../link/tx.ts";
-import type { TimerWheel } from "../flow/timers.ts";
+import { Timer, type TimerWheel } from "../flow/timers.ts";
 import { type PollerLike, sameAddr } from "../base/names.ts";
 import { type Conn, type HostSocket, SYN_SENT, synchronized, TIME_WAIT } from "./conn.ts";
 import { type TcpConfig, TcpEngine } from "./engine.ts";
 import { seqAdd } from "./seq.ts";
-import { DEFAULT_MSS_V4, OUR_WSCALE } from "./tunables.ts";
+import { DEFAULT_MSS_V4, OUR_WSCALE, STORE_KEEP_FREE, STORE_TRIM_MS } from "./tunables.ts";
 import { evictTimeWait, finish, updateInterest } from "./host.ts";
 import { initCongestion } from "./rto.ts";
-import { resetConn, sendAck, sendSyn } from "./output.ts";
+import { resetConn, sendAck, sendRst, sendSyn } from "./output.ts";
 import { rtxTimeout } from "./retransmit.ts";
 import { flushStore, lifeTimeout, onHostEvents } from "./forwarder.ts";
 import { tcpInput } from "./input.ts";
@@ -35,17 +35,26 @@ import { tcpInput } from "./input.ts";
 // The folder's public names: TcpStack's constructor and connectToGuest take these.
 export type { HostSocket } from "./conn.ts";
 export { type Admission, type TcpConfig, TcpStats } from "./engine.ts";
+export { expectDnsFraming } from "./dnsframe.ts";
 
 export class TcpStack extends TcpEngine {
+  readonly #trimTimer: Timer;
+
   constructor(tx: Tx, poller: PollerLike, wheel: TimerWheel, cfg: TcpConfig) {
     super(tx, poller, wheel, cfg);
     this.onRtx = (c: Conn) => rtxTimeout(this, c);
+    // The store pool gives back what a burst made it grow to (store.ts trim).
+    const trim = new Timer(() => {
+      this.pool.trim(STORE_KEEP_FREE);
+      wheel.arm(trim, STORE_TRIM_MS);
+    });
+    this.#trimTimer = trim;
+    wheel.arm(trim, STORE_TRIM_MS);
     this.onLife = (c: Conn) => lifeTimeout(this, c);
   }
 
   /** One guest TCP segment (the IP layer's Transport interface). */
   input(m: PacketMeta): void {
-    if (this.lossRate > 0 && this.lose()) return;
     tcpInput(this, m);
   }
 
@@ -142,15 +151,29 @@ export class TcpStack extends TcpEngine {
     resetConn(this, c, why);
   }
 
-  /** Aborts every connection (shutdown): RST to both sides, nothing left. */
+  /**
+   * Aborts every connection (shutdown): RST to both sides, nothing left. The guest gets RST
+   * at SND.MAX (where its RCV.NXT is when everything sent arrived) and, with data in flight,
+   * at SND.UNA too (where it is when none did): RFC 5961 makes a receiver take a RST only at
+   * exactly RCV.NXT, and a guest left ESTABLISHED would wait for its own timeout.
+   */
   close(): void {
     for (const c of this.table.all()) {
       if (synchronized(c.state) && c.state !== TIME_WAIT) {
         c.doneNote = "shutdown";
+        const nxt = c.sndNxt;
+        c.sndNxt = c.sndMax;
+        sendRst(this, c);
+        if (c.sndUna !== c.sndMax) {
+          c.sndNxt = c.sndUna;
+          sendRst(this, c);
+        }
+        c.sndNxt = nxt;
       }
       finish(this, c, true);
     }
     this.ackList = null;
+    this.wheel.cancel(this.#trimTimer);
   }
 
   /** Frees the oldest TIME-WAIT entry (table full); false when there is none. */

@@ -124,11 +124,13 @@ function sendSegment(
   let p = o + 20;
   if (c.tsOk) p += writeTcpTimestamp(b, p, tsNow(t), c.tsRecent);
   if (t.nSackOut > 0) writeTcpSack(b, p, t.sackOut, t.nSackOut);
+  t.stats.segsOut++;
+  if (!tx.sendIp(c.family, c.remoteAddr, c.guestAddr, PROTO_TCP, hdrLen + payloadLen, gsoSize)) {
+    return false; // the ACK it carried was not sent: still pending
+  }
   c.lastAckSent = c.rcvNxt;
   c.ackPending = false;
-  t.stats.segsOut++;
-  if (t.lossRate > 0 && t.lose()) return true;
-  return tx.sendIp(c.family, c.remoteAddr, c.guestAddr, PROTO_TCP, hdrLen + payloadLen, gsoSize);
+  return true;
 }
 
 /** A pure ACK (with SACK blocks when out-of-order data is held). */
@@ -164,11 +166,10 @@ export function sendSyn(t: TcpEngine, c: Conn, withAck: boolean): void {
   const hdrLen = 20 + writeTcpOptions(b, o + 20, so);
   const wnd = windowField(c, true);
   writeBase(b, o, c, c.iss, withAck ? c.rcvNxt : 0, TH_SYN | (withAck ? TH_ACK : 0), hdrLen, wnd);
+  t.stats.segsOut++;
+  if (!tx.sendIp(c.family, c.remoteAddr, c.guestAddr, PROTO_TCP, hdrLen, 0)) return;
   c.lastAckSent = c.rcvNxt;
   c.ackPending = false;
-  t.stats.segsOut++;
-  if (t.lossRate > 0 && t.lose()) return;
-  tx.sendIp(c.family, c.remoteAddr, c.guestAddr, PROTO_TCP, hdrLen, 0);
 }
 
 /** RST|ACK for an existing connection (host reset, abort, timeout). */

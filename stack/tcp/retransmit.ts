@@ -19,6 +19,7 @@ import {
   MAX_BACKOFF_SHIFT,
   MAX_CWND,
   MAX_SYN_RETRIES,
+  MAX_SYNACK_RETRIES,
   RACK_RTT_FACTOR,
   RACK_SLACK_MS,
   SCOREBOARD_BLOCKS,
@@ -247,7 +248,7 @@ export function rtxTimeout(t: TcpEngine, c: Conn): void {
     return;
   }
   if (c.state === SYN_RCVD || c.state === SYN_SENT) {
-    if (c.backoff >= MAX_SYN_RETRIES) {
+    if (c.backoff >= (c.state === SYN_RCVD ? MAX_SYNACK_RETRIES : MAX_SYN_RETRIES)) {
       t.stats.timeouts++;
       resetConn(t, c, "timeout");
       return;

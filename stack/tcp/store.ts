@@ -45,6 +45,25 @@ export class StorePool {
     this.inUse--;
     this.#free.push(b);
   }
+
+  /** Buffers made and not released (lent or free). */
+  get made(): number {
+    return this.#made;
+  }
+
+  /**
+   * Lets go of free buffers beyond `keep` (the garbage collector returns their memory): the
+   * pool grows to what a burst needed and would otherwise keep it for good. Returns how many.
+   */
+  trim(keep: number): number {
+    let n = 0;
+    while (this.#free.length > keep) {
+      this.#free.pop();
+      this.#made--;
+      n++;
+    }
+    return n;
+  }
 }
 
 export class RecvStore {

@@ -100,5 +100,37 @@ export const DEFAULT_KEEP_COUNT = 9;
 /** RecvStore pool: buffer size and count (1 MiB × 32 = 32 MiB at most; slirpd's bound). */
 export const STORE_BUF_SIZE = 1 << 20;
 export const STORE_BUFFERS = 32;
+/**
+ * Free store buffers kept when the pool is trimmed, and how often it is (ms): after a burst
+ * of small-segment uploads the rest (up to 28 MiB) goes back to the system.
+ */
+export const STORE_KEEP_FREE = 4;
+export const STORE_TRIM_MS = 10_000;
 /** Most disjoint byte ranges one connection's RecvStore keeps (RFC 2018 reports at most 4). */
 export const STORE_RANGES_MAX = 8;
+
+// --- SYN flood bounds (slirpd's: a guest SYN becomes a real host connect()) ---
+
+/**
+ * Most half-open guest connections (host connect() in flight, or SYN-ACK sent and the
+ * handshake not completed) at once, in all; a new SYN beyond it evicts the oldest (see
+ * HALF_OPEN_EVICT_AGE_MS).
+ */
+export const MAX_HALF_OPEN = 256;
+/** Most half-open connections to one destination (address and port, hashed in buckets). */
+export const MAX_HALF_OPEN_PER_DST = 64;
+/**
+ * At a bound, the oldest half-open connection is evicted only when it is at least this old
+ * (ms): a guest's own burst completes its handshakes within milliseconds. Otherwise the new SYN
+ * is dropped unanswered and the guest sends it again (Linux after 1 s): a burst of a few
+ * hundred parallel connects still gets through, a flood does not.
+ */
+export const HALF_OPEN_EVICT_AGE_MS = 1000;
+/** Destination buckets for the per-destination count (a power of two). */
+export const HALF_OPEN_BUCKETS = 1024;
+/**
+ * SYN-ACK retransmissions before a guest that does not complete the handshake is given up:
+ * 2 (1 s + 2 s + 4 s, ~7 s in SYN-RECEIVED; the tap does not lose frames, a SYN flood does
+ * not answer). SYN retransmissions of an active open (port forwards) keep MAX_SYN_RETRIES.
+ */
+export const MAX_SYNACK_RETRIES = 2;

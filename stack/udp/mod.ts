@@ -46,7 +46,7 @@ import type { PacketMeta } from "../ip/meta.ts";
 import type { TimerWheel } from "../flow/timers.ts";
 import type { Tx } from "../link/tx.ts";
 import { FlowVerdict, type Outbound } from "../flow/outbound.ts";
-import { type CloseReason, FlowTable, routable } from "../flow/datagram.ts";
+import { type CloseReason, FlowTable } from "../flow/datagram.ts";
 import {
   flowLabel,
   labelHost,
@@ -295,7 +295,7 @@ export class UdpStack implements Transport {
     const family = m.family;
     const alen = family === 4 ? 4 : 16;
     const d = m.dstOff;
-    if (!routable(family, b, d) || dstPort === 0) {
+    if (!this.cfg.outbound.routable(family, b, d) || dstPort === 0) {
       this.stats.notRoutable++;
       this.counters.dropUnhandled++;
       return null;
@@ -334,7 +334,10 @@ export class UdpStack implements Transport {
     } else bindAddr = out.bindFor(family);
     let sock: UdpSocket;
     try {
-      sock = bindAddr === null ? UdpSocket.open(toFamily) : UdpSocket.open(toFamily, { bindAddr });
+      // IPv6 only (IPV6_V6ONLY): a v4-mapped destination never becomes IPv4 behind the policy.
+      sock = bindAddr === null
+        ? UdpSocket.open(toFamily, { v6only: true })
+        : UdpSocket.open(toFamily, { bindAddr, v6only: true });
       sock.setRecvErr(true);
     } catch (e) {
       this.stats.socketErrors++;

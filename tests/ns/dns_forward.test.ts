@@ -218,3 +218,44 @@ Deno.test({
     assert.deepEqual(env.queries(), []);
   },
 });
+
+// Sends `data` (hex) over TCP to ADDR:53 from the guest; prints how the connection ended.
+const RAW_TCP = String.raw`
+import socket, sys
+s = socket.create_connection((sys.argv[1], 53), timeout=5)
+s.sendall(bytes.fromhex(sys.argv[2]))
+try:
+    d = s.recv(100)
+    print("eof" if not d else "data " + str(len(d)))
+except ConnectionResetError:
+    print("reset")
+except socket.timeout:
+    print("timeout")
+`;
+
+Deno.test({
+  name: "dns: the TCP path to 10.0.2.3:53 takes DNS messages only (else RST)",
+  ignore: skip(DIG ?? needs("python3"), "dns tcp framing"),
+  fn: async () => {
+    await using env = await DnsEnv.make(
+      [{ addr: "127.0.0.53", mode: "answer", a: "192.0.2.53" }],
+      "nameserver 127.0.0.53\n",
+    );
+    const http = new TextEncoder().encode("GET / HTTP/1.0\r\nHost: x\r\n\r\n");
+    const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+    // Not DNS: "GE" would be the length of an 18245-byte message whose header ("T / HTTP")
+    // has Z and RCODE set and 21588 questions.
+    const r = await env.guest!.exec(["python3", "-c", RAW_TCP, "10.0.2.3", hex(http)], {
+      timeoutMs: 20_000,
+    });
+    assert.equal(r.stdout.trim(), "reset", r.stdout + r.stderr);
+    // A message shorter than a DNS header.
+    const short = await env.guest!.exec(["python3", "-c", RAW_TCP, "10.0.2.3", "0004abcd0000"], {
+      timeoutMs: 20_000,
+    });
+    assert.equal(short.stdout.trim(), "reset", short.stdout + short.stderr);
+    // Real DNS over TCP still works.
+    const t = await env.dig("+tcp", "@10.0.2.3", "framed.test", "A");
+    assert.match(t.stdout, /framed\.test\.\s+60\s+IN\s+A\s+192\.0\.2\.53/, answerOf(t));
+  },
+});

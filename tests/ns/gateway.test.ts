@@ -147,3 +147,49 @@ Deno.test("cli: attaching to a tap that does not exist fails clearly", async () 
   const errors = r.stderr.trim().split("\n").filter((l) => !l.startsWith("[.] "));
   assert.deepEqual(errors.length, 1, r.stderr);
 });
+
+// Records the largest frame from slirpd's MAC on tun0 (an AF_PACKET socket) until killed.
+const BIGGEST = String.raw`
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind(("tun0", 0)); print("listening", flush=True)
+big = 0
+while True:
+    f = s.recv(70000)
+    if f[6:12] == bytes.fromhex("52550a000202") and len(f) > big:
+        big = len(f); print("max", big, flush=True)
+`;
+
+Deno.test({
+  name: "gateway: a ping larger than the MTU is answered in fragments (v4 and v6)",
+  ignore: skip(PING ?? needs("python3"), "gateway big ping"),
+  fn: async () => {
+    await using guest = await makeNetns("bigping");
+    await using slirpd = await startSlirpd({ guest, args: ["--configure"] });
+    await using cap = guest.spawn(["python3", "-c", BIGGEST]);
+    await cap.waitFor((b) => b.stdout.includes("listening"), 10_000, "capture");
+    for (const [v, addr] of [["-4", "10.0.2.2"], ["-6", "fd00::2"]]) {
+      const r = await guest.exec([
+        "ping",
+        v,
+        "-c",
+        "2",
+        "-i",
+        "0.2",
+        "-W",
+        "2",
+        "-s",
+        "4000",
+        addr,
+      ]);
+      assert.equal(r.code, 0, `ping -s 4000 ${addr}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stdout, /2 received/);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const sizes = [...cap.stdout.matchAll(/max (\d+)/g)].map((m) => Number(m[1]));
+    const max = Math.max(0, ...sizes);
+    // Every frame from slirpd fits the MTU (1500 + the Ethernet header).
+    assert.ok(max > 0 && max <= 1514, `largest frame from slirpd: ${max} bytes`);
+    assert.equal((await slirpd.stop()).code, 0);
+  },
+});

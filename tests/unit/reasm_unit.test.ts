@@ -329,3 +329,37 @@ Deno.test("frag: IPv6 fragments carry one identification, offsets in 8-byte unit
   }
   assert.equal(expect, 5008);
 });
+
+Deno.test("reasm: an IPv6 first fragment without the upper-layer header is dropped (RFC 7112)", () => {
+  const w = world();
+  const base = frameBytes("ip6Frag0").subarray(0, 14 + 40); // Ethernet + IPv6 header (addresses)
+  const udpLen = 8 + 16;
+  // First fragment: Fragment header (next: Destination Options, offset 0, M) and an 8-byte
+  // Destination Options header (next: UDP) — the UDP header itself is in the second fragment.
+  const f1 = new Uint8Array(14 + 40 + 8 + 8);
+  f1.set(base);
+  setU16(f1, 14 + 4, 16);
+  f1[14 + 6] = 44;
+  f1.set([60, 0, 0, 1, 0, 0, 0x12, 0x34], 14 + 40); // offset 0, M = 1, ident 0x1234
+  f1.set([17, 0, 1, 4, 0, 0, 0, 0], 14 + 48); // PadN option fills the header
+  // Second (last) fragment: offset 8, the UDP datagram.
+  const f2 = new Uint8Array(14 + 40 + 8 + udpLen);
+  f2.set(base);
+  setU16(f2, 14 + 4, 8 + udpLen);
+  f2[14 + 6] = 44;
+  f2.set([60, 0, 0, 8, 0, 0, 0x12, 0x34], 14 + 40);
+  const u = 14 + 48;
+  setU16(f2, u, 40003);
+  setU16(f2, u + 2, 7003);
+  setU16(f2, u + 4, udpLen);
+  f2.set(PATTERN.subarray(0, 16), u + 8);
+  let s = 17 + udpLen;
+  for (let i = 0; i < 32; i += 2) s += u16(f2, 14 + 8 + i);
+  for (let i = 0; i < udpLen; i += 2) s += u16(f2, u + i);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  setU16(f2, u + 6, ~s & 0xffff);
+  w.feed(f1);
+  w.feed(f2);
+  assert.equal(w.got.length, 0, "a datagram whose first fragment lacked its UDP header arrived");
+  assert.ok(w.counters.dropFragment > 0);
+});
