@@ -48,6 +48,7 @@ import {
   DEFAULT_MSS_V4,
   DEFAULT_MSS_V6,
   HALF_OPEN_BUCKETS,
+  HALF_OPEN_CONNECTING_EVICT_AGE_MS,
   HALF_OPEN_EVICT_AGE_MS,
   MIN_MSS,
   OUR_WSCALE,
@@ -219,7 +220,11 @@ function halfOpenBucket(addr: Uint8Array, port: number): number {
  * it is old enough (HALF_OPEN_EVICT_AGE_MS); false when it is not: the new SYN waits.
  */
 function evictHalfOpen(t: TcpEngine, c: Conn | null): boolean {
-  if (c === null || t.now() - c.synAt < HALF_OPEN_EVICT_AGE_MS) return false;
+  if (c === null) return false;
+  const minAge = c.state === CONNECTING
+    ? HALF_OPEN_CONNECTING_EVICT_AGE_MS
+    : HALF_OPEN_EVICT_AGE_MS;
+  if (t.now() - c.synAt < minAge) return false;
   t.stats.halfOpenEvicted++;
   c.doneNote = "half-open, evicted";
   sendRst(t, c); // in CONNECTING: RST|ACK acknowledging its SYN (RFC 9293 §3.10.7.1)

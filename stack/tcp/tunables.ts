@@ -126,6 +126,14 @@ export const MAX_HALF_OPEN_PER_DST = 64;
  * hundred parallel connects still gets through, a flood does not.
  */
 export const HALF_OPEN_EVICT_AGE_MS = 1000;
+/**
+ * The same for a connection whose host connect() is still in flight: a busy host server (a
+ * full listen backlog drops SYNs; the kernel retries after 1 s, 3 s, ...) or a loaded machine
+ * makes a real connect take seconds, and evicting it would refuse a connection the guest
+ * really asked for. A flood to a black hole is still bounded: per destination, in all, and by
+ * this age.
+ */
+export const HALF_OPEN_CONNECTING_EVICT_AGE_MS = 10_000;
 /** Destination buckets for the per-destination count (a power of two). */
 export const HALF_OPEN_BUCKETS = 1024;
 /**
