@@ -3,6 +3,7 @@
 
 import { helpText, parseConfig, UsageError } from "./daemon/config.ts";
 import { runDaemon } from "./daemon/run.ts";
+import { versionLines } from "./daemon/version.ts";
 
 async function main(): Promise<number> {
   let parsed;
@@ -17,6 +18,10 @@ async function main(): Promise<number> {
   }
   if (parsed.help) {
     console.log(helpText());
+    return 0;
+  }
+  if (parsed.version !== undefined) {
+    console.log(versionLines(parsed.version).join("\n"));
     return 0;
   }
   try {

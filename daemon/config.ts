@@ -281,6 +281,17 @@ export const FLAGS: Record<string, FlagSpec> = {
     help: "serve slirp4netns' JSON API (add_hostfwd, list_hostfwd, remove_hostfwd) on this " +
       "unix socket",
   },
+  "locked": {
+    type: "boolean",
+    help: "slirp4netns form: start from the locked policy of the slirpnetstack form (only " +
+      "--allow, --enable-host, --enable-routing open it) instead of slirp4netns' open one",
+  },
+  "version": {
+    type: "boolean",
+    short: "v",
+    help: "print the version and exit (-version: slirpnetstack's lines; -v, --version: " +
+      "slirp4netns', with SLIRP_CONFIG_VERSION_MAX)",
+  },
   "quiet": { type: "boolean", short: "q", help: "do not log connections" },
   "help": { type: "boolean", short: "h", help: "show this help" },
 };
@@ -324,8 +335,22 @@ function intFlag(
 
 function cidrFlag(flag: string, value: string, family: 4 | 6): Cidr {
   const c = parseCidr(value, family);
-  if (typeof c === "string") throw invalid(flag, value, c);
+  if (typeof c === "string") throw invalid(flag, value, family === 4 ? s4nCidrWording(c) : c);
   return c;
+}
+
+/**
+ * --cidr is slirp4netns' flag, and scripts grep its wording: every error says `invalid CIDR`,
+ * and the two checks slirp4netns makes say it its way (our detail follows in parentheses).
+ */
+function s4nCidrWording(reason: string): string {
+  if (reason.startsWith("prefix length")) return "invalid CIDR: prefix length needs to be 1-25";
+  const host = /^host bits must be zero (\(.*\))$/.exec(reason);
+  if (host) {
+    return "invalid CIDR: CIDR needs to be a network address like 10.0.2.0/24, not like " +
+      `10.0.2.100/24 ${host[1]}`;
+  }
+  return `invalid CIDR: ${reason}`;
 }
 
 function nonEmpty(flag: string, value: string): string {
@@ -441,8 +466,11 @@ function normalize(argv: string[]): string[] {
   return out;
 }
 
-/** The result of parsing: a Config to run, or a request for help. */
-export type ParseResult = { help: true } | { help: false; config: Config };
+/** The result of parsing: a Config to run, or a request for help or the version. */
+export type ParseResult =
+  | { help: true; version?: undefined }
+  | { help: false; version: "slirpnetstack" | "slirp4netns" }
+  | { help: false; version?: undefined; config: Config };
 
 export function parseConfig(argv: string[]): ParseResult {
   const options: Record<
@@ -466,6 +494,10 @@ export function parseConfig(argv: string[]): ParseResult {
   }
   const v = parsed.values as Record<string, string | boolean | string[] | undefined>;
   if (v.help) return { help: true };
+  // -version is slirpnetstack's flag (Go spells it with one dash); -v, --version slirp4netns'.
+  if (v.version) {
+    return { help: false, version: argv.includes("-version") ? "slirpnetstack" : "slirp4netns" };
+  }
   const str = (k: string) => (v[k] as string | undefined) ?? (FLAGS[k].default as string);
 
   const pos = parsed.positionals;
@@ -515,8 +547,10 @@ export function parseConfig(argv: string[]): ParseResult {
       vnetHdr: !v["no-vnet-hdr"],
       readyFd: readyRaw === undefined ? null : intFlag("ready-fd", readyRaw, 0, 1 << 20),
       quiet: Boolean(v.quiet),
-      enableRouting: Boolean(v["enable-routing"]),
-      enableHost: Boolean(v["enable-host"]),
+      // The slirp4netns form is open, as slirp4netns (anything routed, the host's own
+      // addresses included); --deny narrows it, --locked starts from the closed policy.
+      enableRouting: Boolean(v["enable-routing"]) || (form === "slirp4netns" && !v.locked),
+      enableHost: Boolean(v["enable-host"]) || (form === "slirp4netns" && !v.locked),
       form,
       connectTimeoutMs: intFlag("connect-timeout", str("connect-timeout"), 1, 3600) * 1000,
       udpTimeoutMs: intFlag("udp-timeout", str("udp-timeout"), 1, 86400) * 1000,

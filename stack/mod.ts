@@ -16,7 +16,13 @@ import {
 import type { Poller } from "../ffi/poller.ts";
 import { TimerWheel } from "./flow/timers.ts";
 import { type Admission, TcpStack } from "./tcp/mod.ts";
-import { addHostLoopback, FlowVerdict, type HostLoopback, Outbound } from "./flow/outbound.ts";
+import {
+  addDnsBlackhole,
+  addHostLoopback,
+  FlowVerdict,
+  type HostLoopback,
+  Outbound,
+} from "./flow/outbound.ts";
 import { GuestServices, type ServicesOptions } from "./services/mod.ts";
 import { TcpSocket } from "../ffi/socket.ts";
 import { Fragmenter } from "./ip/frag.ts";
@@ -138,6 +144,9 @@ export class Stack {
       : null;
     this.services = svc;
     icmp6.next = svc?.icmp6Input(icmp6.next) ?? icmp6.next;
+    if (opts.services && !opts.services.dns) {
+      addDnsBlackhole(out, opts.plan.dns4, opts.plan.dns6);
+    }
     if (svc?.dns) {
       const dnsTarget = (f: 4 | 6, dst: Uint8Array, port: number) => svc.dnsTcpTarget(f, dst, port);
       out.addRedirect({ proto: 6, family: 4, addr: opts.plan.dns4, port: 53, target: dnsTarget });
@@ -153,12 +162,19 @@ export class Stack {
           return out.target ?? "refused";
         case FlowVerdict.Unreachable:
           return "unreachable";
+        case FlowVerdict.Dropped:
+          return "dropped";
         default:
           return "refused";
       }
     };
     const connect = (f: 4 | 6, addr: Uint8Array, port: number, a: Admission) => {
-      if (typeof a === "object") return TcpSocket.connect(a.family, a.addr, a.port);
+      if (typeof a === "object") {
+        const bind = a.bindOutbound ? out.bindFor(a.family) : null;
+        return bind
+          ? TcpSocket.connect(a.family, a.addr, a.port, { bindAddr: bind })
+          : TcpSocket.connect(a.family, a.addr, a.port);
+      }
       const bindAddr = out.bindFor(f);
       return bindAddr
         ? TcpSocket.connect(f, addr, port, { bindAddr })
