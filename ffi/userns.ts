@@ -198,8 +198,9 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
         "--",
         "/bin/sh",
         "-c",
-        // The tun open's failure is marked, so it is told apart from nsenter's own.
-        `exec 3>&- ${HELPER_TUN_FD}<>/dev/net/tun || { echo "${TUN_MARK}" >&2; exit 1; }; ` +
+        // The tun open's failure is marked, so it is told apart from nsenter's own (`command`:
+        // a failed redirection of a plain `exec` would end sh before the `||`).
+        `command exec 3>&- ${HELPER_TUN_FD}<>/dev/net/tun || { echo "${TUN_MARK}" >&2; exit 1; }; ` +
         `exec "$1" -batch -`,
         "sh",
         ip,
