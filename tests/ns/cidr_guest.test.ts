@@ -52,7 +52,7 @@ Deno.test("cidr: values are validated; host bits must be zero", () => {
   }
   const ok = parseConfig(["--netns", "/x", "--cidr", "10.0.3.128/25", "--cidr6", "fd00:1234::/48"]);
   assert.ok(!ok.help);
-  if (!ok.help) {
+  if ("config" in ok) {
     assert.equal(`${formatIp(ok.config.cidr4.addr)}/${ok.config.cidr4.len}`, "10.0.3.128/25");
     assert.equal(`${formatIp(ok.config.cidr6.addr)}/${ok.config.cidr6.len}`, "fd00:1234::/48");
   }
