@@ -2,8 +2,8 @@
 // flag package does for slirpnetstack); a failure to start is one line and exit 1.
 
 import { helpText, parseConfig, UsageError } from "./daemon/config.ts";
-import { runDaemon } from "./daemon/run.ts";
 import { versionLines } from "./daemon/version.ts";
+import { attachGuest, lookupsFirst } from "./daemon/attach.ts";
 
 async function main(): Promise<number> {
   let parsed;
@@ -24,8 +24,26 @@ async function main(): Promise<number> {
     console.log(versionLines(parsed.version).join("\n"));
     return 0;
   }
+  // The tap first: the daemon's modules (the stack, the firewall) load while it is made.
+  const cfg = parsed.config;
+  const daemon = import("./daemon/run.ts");
+  daemon.catch(() => {}); // awaited below; a load error is reported there
   try {
-    return await runDaemon(parsed.config);
+    let prepared;
+    if (lookupsFirst(cfg)) {
+      const p = await (await daemon).prepare(cfg);
+      if (typeof p === "number") return p;
+      prepared = p;
+    }
+    const tap = await attachGuest(cfg);
+    let runDaemon;
+    try {
+      ({ runDaemon } = await daemon);
+    } catch (e) {
+      tap.close();
+      throw e;
+    }
+    return await runDaemon(cfg, tap, prepared);
   } catch (e) {
     console.error(`slirpd: ${e instanceof Error ? e.message : String(e)}`);
     return 1;

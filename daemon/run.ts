@@ -1,25 +1,21 @@
-// The daemon: attach to the guest's tap, build the stack, run the event loop until a signal.
+// The daemon: build the stack around the guest's tap, run the event loop until a signal.
 //
 // Order matters:
-//  1. get the two descriptors that must be created inside the guest netns: /dev/net/tun and a
-//     NETLINK_ROUTE socket (ffi/userns.ts: a short setns window as root, or, rootless, from a
-//     helper in the netns's owner user namespace via pidfd_getfd). Open or create the tap on
-//     them, and with --configure set the guest up. Everything else lives in the host netns.
+//  1. the tap (daemon/attach.ts, called by main.ts before this module is even loaded: scripts
+//     touch the tap milliseconds after starting slirp4netns). Everything else lives in the
+//     host netns.
 //  2. the poller, the firewall, the stack, forwards and the API socket (each registered with
 //     the one Teardown as soon as it exists, so every exit path undoes exactly what was made).
 //  3. readiness (`[+] #PID Slirpnetstack started` on stderr, `--ready-fd`), then the loop.
 //  4. SIGINT/SIGTERM stop the loop; sockets and the tap are closed; exit 0.
 
 import type { Config } from "./config.ts";
-import { openTap, type Tap } from "../ffi/tap.ts";
-import { configureGuest } from "../ffi/netlink.ts";
+import type { Tap } from "../ffi/tap.ts";
 import { EPOLLIN, Poller } from "../ffi/poller.ts";
-import { netnsOwner, openGuestNetns } from "../ffi/userns.ts";
 import { WatchedFd, writeAndClose } from "../ffi/fd.ts";
-import { nsInode } from "../ffi/netns.ts";
 import { type NetPlan, netPlanFrom } from "../stack/base/netplan.ts";
 import { Stack } from "../stack/mod.ts";
-import { openFirewall, prepareFirewall } from "../firewall/start.ts";
+import { openFirewall, type PreparedFirewall, prepareFirewall } from "../firewall/start.ts";
 import { FlagValueError } from "../firewall/rules.ts";
 import { sanitySet } from "../firewall/sanity.ts";
 import { ApiSocket } from "./api_socket.ts";
@@ -31,52 +27,6 @@ const ACCEPTED_ONLY: Record<string, string> = {
   "enable-seccomp": "no seccomp filter is installed (the packet path is memory-safe " +
     "TypeScript; run slirpd as an unprivileged user to confine it)",
 };
-
-/**
- * --userns-path: slirp4netns joins that user namespace; slirpd finds the netns's owner itself
- * (ffi/userns.ts), so the path must name that owner, or the two would disagree.
- */
-function checkUserns(cfg: Config): void {
-  if (cfg.usernsPath === null) return;
-  const want = nsInode(cfg.usernsPath);
-  const owner = netnsOwner(cfg.netns).ownerUserns;
-  if (want !== owner) {
-    throw new Error(
-      `--userns-path ${cfg.usernsPath} is not the user namespace that owns ${cfg.netns}`,
-    );
-  }
-}
-
-async function attach(cfg: Config, plan: NetPlan): Promise<Tap> {
-  const ns = await openGuestNetns(cfg.netns);
-  try {
-    const tap = openTap({
-      name: cfg.ifname,
-      create: cfg.createTap,
-      vnetHdr: cfg.vnetHdr,
-      offload: cfg.vnetHdr,
-    }, ns);
-    if (!cfg.configure) return tap;
-    try {
-      configureGuest({
-        ifname: cfg.ifname,
-        mtu: cfg.mtu,
-        addrs: [
-          { addr: plan.guest4, prefixLen: plan.prefixLen4 },
-          { addr: plan.guest6, prefixLen: plan.prefixLen6 },
-        ],
-        gateways: [plan.gateway4, plan.gateway6],
-        mac: cfg.mac ?? undefined,
-      }, ns);
-    } catch (e) {
-      tap.close();
-      throw e;
-    }
-    return tap;
-  } finally {
-    ns.close();
-  }
-}
 
 /** Undo steps run last-in first-out, each once, even when an earlier one throws. */
 class Teardown {
@@ -105,17 +55,16 @@ interface Parts {
   fw: ReturnType<typeof openFirewall>;
 }
 
-/** Tap, poller, firewall and stack, each registered for teardown as soon as it exists. */
-async function build(
+/** Poller, firewall and stack around the tap, each registered for teardown as soon as it exists. */
+function build(
   cfg: Config,
-  prepared: Awaited<ReturnType<typeof prepareFirewall>>,
+  tap: Tap,
+  prepared: PreparedFirewall,
   down: Teardown,
   fwLog: (line: string) => void,
-): Promise<Parts> {
+): Parts {
   const plan = netPlanFrom(cfg.cidr4, cfg.cidr6);
   const log = cfg.quiet ? () => {} : (line: string) => console.log(line);
-  const tap = await attach(cfg, plan);
-  down.add(() => tap.close());
   const poller = new Poller();
   down.add(() => poller.close());
   const fw = openFirewall(cfg, prepared, plan, poller, fwLog);
@@ -205,30 +154,52 @@ function stopLine(p: Parts): string {
   }`;
 }
 
-export async function runDaemon(cfg: Config): Promise<number> {
-  // Firewall lines (resolved names, blocked flows) go to stderr: stdout carries only the
-  // connection lines scripts written for slirpnetstack read one by one.
-  const fwLog = cfg.quiet ? () => {} : (line: string) => console.error(line);
-  // Rule names and --outbound-addr interfaces first: a bad one stops slirpd before the guest
-  // is touched, with a usage line (exit 2).
-  let prepared;
+/** The firewall's lookups (rule names, --outbound-addr interfaces); a bad one: exit code 2. */
+export async function prepare(cfg: Config): Promise<PreparedFirewall | number> {
   try {
-    prepared = await prepareFirewall(cfg, fwLog);
+    return await prepareFirewall(cfg, fwLogFor(cfg));
   } catch (e) {
     if (!(e instanceof FlagValueError)) throw e;
     console.error(`slirpd: ${e.message}`);
     return 2;
   }
-  for (const flag of cfg.acceptedOnly) {
-    console.error(`[!] --${flag} is accepted for slirp4netns and ignored: ${ACCEPTED_ONLY[flag]}`);
-  }
-  checkUserns(cfg);
+}
+
+/**
+ * Firewall lines (resolved names, blocked flows) go to stderr: stdout carries only the
+ * connection lines scripts written for slirpnetstack read one by one.
+ */
+function fwLogFor(cfg: Config): (line: string) => void {
+  return cfg.quiet ? () => {} : (line: string) => console.error(line);
+}
+
+/**
+ * The daemon around a tap already attached (daemon/attach.ts; main.ts makes it first, while
+ * this module and the stack are still loading). Owns the tap from here on: every exit closes it.
+ * `prepared`: the firewall's lookups when main.ts did them before the tap (see attach.ts).
+ */
+export async function runDaemon(
+  cfg: Config,
+  tap: Tap,
+  prepared?: PreparedFirewall,
+): Promise<number> {
   const down = new Teardown();
+  down.add(() => tap.close());
   try {
-    // Checked before the guest is touched: a bad fd is a start failure, not a half-made tap.
+    const fwLog = fwLogFor(cfg);
+    if (prepared === undefined) {
+      const p = await prepare(cfg);
+      if (typeof p === "number") return p;
+      prepared = p;
+    }
+    for (const flag of cfg.acceptedOnly) {
+      console.error(
+        `[!] --${flag} is accepted for slirp4netns and ignored: ${ACCEPTED_ONLY[flag]}`,
+      );
+    }
     const exitFd = cfg.exitFd === null ? null : new WatchedFd(cfg.exitFd, "--exit-fd");
     if (exitFd !== null) down.add(() => exitFd.close());
-    const parts = await build(cfg, prepared, down, fwLog);
+    const parts = build(cfg, tap, prepared, down, fwLog);
     if (!(await openForwards(cfg, parts, down))) return 1;
     await serve(cfg, parts, exitFd, down);
     down.run();
