@@ -7,7 +7,7 @@
 // takes both). Errors are one line in Go's flag wording, so scripts written for
 // slirpnetstack see what they expect: `invalid value "X" for flag -mtu: REASON`.
 
-import { parseArgs } from "node:util";
+import { parseArgs } from "./flags.ts";
 import { type FlagRules, parseRules, RuleError } from "../firewall/rules.ts";
 import { parseIp } from "../stack/wire/bytes.ts";
 import { type Cidr, CIDR4_MAX_LEN, CIDR6_MAX_LEN, parseCidr } from "../stack/base/netplan.ts";

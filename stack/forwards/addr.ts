@@ -3,7 +3,6 @@
 // than the TTL a background lookup refreshes it, and until then the old answer is used (a
 // lookup never blocks the event loop, and a failed refresh keeps the last good address).
 
-import { lookup } from "node:dns/promises";
 import { formatIp } from "../wire/bytes.ts";
 import { parseAddr } from "./spec.ts";
 
@@ -14,6 +13,8 @@ export type Resolver = (name: string) => Promise<Uint8Array[]>;
 export const systemResolver: Resolver = async (name) => {
   let found;
   try {
+    // Imported on first use: node:dns costs ~10 ms of start-up, and most runs look up nothing.
+    const { lookup } = await import("node:dns/promises");
     found = await lookup(name, { all: true, verbatim: true });
   } catch (e) {
     const code = (e as { code?: string }).code;
