@@ -214,3 +214,23 @@ Deno.test({
     }
   },
 });
+
+Deno.test("s4n: --help names what podman and rootlesskit look for before they start slirp4netns", async () => {
+  // podman 4.3 and rootlesskit 1.1 run `BIN --help` and grep it; rootlesskit refuses a binary
+  // whose help lacks --netns-type.
+  const r = await run([...slirpdCommand(), "--help"]);
+  assert.equal(r.code, 0);
+  for (
+    const s of [
+      "--netns-type",
+      "--disable-host-loopback",
+      "--mtu",
+      "--enable-sandbox",
+      "--enable-seccomp",
+      "--cidr",
+      "--outbound-addr",
+      "--enable-ipv6",
+      "--api-socket",
+    ]
+  ) assert.ok(r.stdout.includes(s), s);
+});
