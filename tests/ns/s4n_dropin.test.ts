@@ -46,7 +46,7 @@ for i in $(seq 200); do
   [ "$(readlink /proc/$g/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break
   sleep 0.02
 done
-if [ "$CLIENT" = rootlesskit ]; then
+if [ "$CLIENT" != podman ]; then
   nsenter --net=/proc/$g/ns/net sh -ec '
     ip link set lo up
     ip tuntap add tap0 mode tap
@@ -60,13 +60,20 @@ if [ "$CLIENT" = podman ]; then
   exec 3<"$FIFO" 4>"$READY"
   eval exec "$SLIRPD" --disable-host-loopback --mtu=65520 --enable-sandbox --enable-seccomp \
     --enable-ipv6 -c -e 3 -r 4 --api-socket "$API" --netns-type=path /proc/$g/ns/net tap0
-else
+elif [ "$CLIENT" = rootlesskit ]; then
   exec 3>"$READY"
   eval exec "$SLIRPD" --mtu 65520 -r 3 --disable-host-loopback --api-socket "$API" $g tap0
+else # rootlesskit's argv with the namespaces named by path (its --userns-path form)
+  exec 3>"$READY"
+  eval exec "$SLIRPD" --mtu 65520 -r 3 --disable-host-loopback --api-socket "$API" \
+    --userns-path=/proc/$g/ns/user --netns-type=path /proc/$g/ns/net tap0
 fi
 `;
 
-async function dropIn(client: "podman" | "rootlesskit", userns: boolean): Promise<void> {
+type Client = "podman" | "rootlesskit" | "rootlesskit-paths";
+
+/** userns: slirpd runs under this unshare (a user namespace that owns the guest netns). */
+async function dropIn(client: Client, userns: string[] | null): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "slirpd-dropin-" });
   const fifo = `${dir}/exit`, ready = `${dir}/ready`, apiPath = `${dir}/api.sock`;
   try {
@@ -80,7 +87,7 @@ async function dropIn(client: "podman" | "rootlesskit", userns: boolean): Promis
     const writer = client === "podman" ? Deno.open(fifo, { write: true }) : null;
     const argv = [
       ...net.host.prefix(),
-      ...(userns ? ["unshare", "-Ur"] : []),
+      ...(userns ?? []),
       "bash",
       "-c",
       SCRIPT,
@@ -163,12 +170,18 @@ async function dropIn(client: "podman" | "rootlesskit", userns: boolean): Promis
   }
 }
 
-for (const client of ["podman", "rootlesskit"] as const) {
-  for (const userns of [false, true]) {
-    Deno.test({
-      name: `s4n drop-in: ${client}'s argv, ${userns ? "inside unshare -Ur" : "rootful"}`,
-      ignore: SKIP !== null,
-      fn: () => dropIn(client, userns),
-    });
-  }
+const CASES: [Client, string[] | null][] = [
+  ["podman", null],
+  ["podman", ["unshare", "-Ur"]],
+  ["rootlesskit", null],
+  ["rootlesskit", ["unshare", "-Ur"]],
+  // A slirpd whose mount namespace differs too (unshare -rm), the namespaces given by path.
+  ["rootlesskit-paths", ["unshare", "-rm"]],
+];
+for (const [client, userns] of CASES) {
+  Deno.test({
+    name: `s4n drop-in: ${client}'s argv, ${userns ? `inside ${userns.join(" ")}` : "rootful"}`,
+    ignore: SKIP !== null,
+    fn: () => dropIn(client, userns),
+  });
 }

@@ -234,3 +234,11 @@ Deno.test("s4n: --help names what podman and rootlesskit look for before they st
     ]
   ) assert.ok(r.stdout.includes(s), s);
 });
+
+Deno.test("s4n: README documents IPv6 under -c (static fd00::100, via fd00::2) against slirp4netns'", () => {
+  const readme = Deno.readTextFileSync(new URL("../../README.md", import.meta.url));
+  const flat = readme.replace(/\s+/g, " ");
+  assert.match(flat, /under `-c` the guest's IPv6 address is static \(fd00::100\/64/);
+  assert.match(flat, /default route via fd00::2, where slirp4netns lets the kernel take a SLAAC/);
+  assert.match(flat, /routes via fe80::2/);
+});
