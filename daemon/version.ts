@@ -1,8 +1,11 @@
 // Version data for `-version` (slirpnetstack's two lines) and `--version` (slirp4netns'
-// form). Stamped by the release build through SLIRPD_VERSION, SLIRPD_COMMIT and
-// SLIRPD_BUILD_TIME in the environment (`deno compile` runs with them set); a dev checkout
-// asks git for the commit, only when the lines are printed (a subprocess at every start
-// would be waste).
+// form). A release build stamps SLIRPD_VERSION, SLIRPD_COMMIT and SLIRPD_BUILD_TIME into the
+// binary with an env file, which `deno compile --env-file=FILE` embeds:
+//   printf 'SLIRPD_COMMIT=%s\nSLIRPD_BUILD_TIME=%s\n' "$(git rev-parse HEAD)" \
+//     "$(date -u +%Y-%m-%d-%H:%MUTC)" > build.env
+//   deno compile --allow-all --env-file=build.env --output slirpd main.ts
+// A dev checkout asks git for the commit, only when the lines are printed (a subprocess at
+// every start would be waste).
 
 /** The release this source is; SLIRPD_VERSION overrides it. */
 const BASE_VERSION = "0.1.0";
