@@ -168,8 +168,14 @@ Deno.test({
   },
 });
 
-// /dev/net/tun as many machines have it (0600, owned by someone the user namespace does not
-// map): slirpd runs inside `unshare -Ur` as rootless podman runs slirp4netns.
+// /dev/net/tun as many machines have it (0600, owned by someone the user namespaces do not map),
+// in a private mount namespace. Two ways to get there:
+//  - podman: slirpd inside `unshare -Ur`, as rootless podman runs slirp4netns (its helper enters
+//    the netns only);
+//  - user: an unprivileged user (65534) runs slirpd for its `unshare -Urn` namespace (the helper
+//    enters the owner user namespace too; this is where slirpd used to say only "Child process
+//    has already terminated"). That user gets its own copy of deno and the sources.
+const REPO = new URL("../..", import.meta.url).pathname;
 const TUN_SCRIPT = String.raw`
 set -eu
 d=$(mktemp -d /tmp/sdt-tun.XXXXXX)
@@ -177,43 +183,62 @@ mount -t tmpfs -o mode=0755 tmpfs "$d"
 mknod -m 0600 "$d/tun" c 10 200
 chown 12345:12345 "$d/tun"
 mount --bind "$d/tun" /dev/net/tun
-exec unshare -Ur bash -c '
-  unshare -n sleep 60 </dev/null >/dev/null 2>&1 &
+export D="$d"
+if [ "$MODE" = podman ]; then
+  exec unshare -Ur bash -c '
+    unshare -n sleep 60 </dev/null >/dev/null 2>&1 &
+    g=$!
+    for i in $(seq 200); do
+      [ "$(readlink /proc/$g/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break
+      sleep 0.02
+    done
+    eval "$SLIRPD" -c --netns-type=path /proc/$g/ns/net tap0 && echo rc=0 || echo "rc=$?"
+    kill $g'
+fi
+cp "$DENO" "$d/deno"
+mkdir "$d/src" "$d/deno-dir"
+cp -r "$REPO"/*.ts "$REPO"/deno.json "$REPO"/daemon "$REPO"/ffi "$REPO"/stack "$REPO"/firewall "$d/src/"
+chown -R 65534:65534 "$d/deno-dir"
+exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all bash -c '
+  unshare -Urn sleep 60 </dev/null >/dev/null 2>&1 &
   g=$!
   for i in $(seq 200); do
     [ "$(readlink /proc/$g/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break
     sleep 0.02
   done
-  eval "$SLIRPD" -c --netns-type=path /proc/$g/ns/net tap0
-  echo "rc=$?"
-  kill $g
-'
+  DENO_DIR="$D/deno-dir" HOME="$D/deno-dir" "$D/deno" run --allow-all "$D/src/main.ts" \
+    --netns /proc/$g/ns/net --configure && echo rc=0 || echo "rc=$?"
+  kill $g'
 `;
 
-Deno.test({
-  name: "s4n: /dev/net/tun not openable (0600): the error names EACCES and the remedy",
-  ignore: SKIP !== null,
-  fn: async () => {
-    const quote = (args: string[]) => args.map((a) => `'${a}'`).join(" ");
-    await using sh = new Background(
-      ["unshare", "-m", "--propagation", "private", "bash", "-c", TUN_SCRIPT],
-      { SLIRPD: quote(slirpdCommand()) },
-    );
-    const timer = setTimeout(() => sh.child.kill("SIGKILL"), 30_000);
-    await sh.done;
-    clearTimeout(timer);
-    assert.match(sh.stdout, /rc=1/, sh.stderr);
-    const lines = sh.stderr.trim().split("\n").filter((l) => l.startsWith("slirpd:"));
-    assert.equal(lines.length, 1, sh.stderr);
-    assert.match(
-      lines[0],
-      /^slirpd: --netns \/proc\/\d+\/ns\/net: open \/dev\/net\/tun in the namespace: EACCES \(.*chmod 0666 \/dev\/net\/tun/,
-    );
-    for (const e of Deno.readDirSync("/tmp")) {
-      if (e.name.startsWith("sdt-tun.")) await Deno.remove(`/tmp/${e.name}`, { recursive: true });
-    }
-  },
-});
+for (const mode of ["podman", "user"]) {
+  Deno.test({
+    name: `s4n: /dev/net/tun not openable (0600): the error names EACCES and the remedy (${mode})`,
+    ignore: SKIP !== null || (mode === "user" && Deno.env.get("SLIRPD_BIN") !== undefined),
+    fn: async () => {
+      const quote = (args: string[]) => args.map((a) => `'${a}'`).join(" ");
+      await using sh = new Background(
+        ["unshare", "-m", "--propagation", "private", "bash", "-c", TUN_SCRIPT],
+        { SLIRPD: quote(slirpdCommand()), MODE: mode, DENO: Deno.execPath(), REPO },
+      );
+      const timer = setTimeout(() => sh.child.kill("SIGKILL"), 60_000);
+      await sh.done;
+      clearTimeout(timer);
+      assert.match(sh.stdout, /rc=1/, sh.stderr);
+      const lines = sh.stderr.trim().split("\n").filter((l) => l.startsWith("slirpd:"));
+      assert.equal(lines.length, 1, sh.stderr);
+      assert.match(
+        lines[0],
+        /^slirpd: --netns \/proc\/\d+\/ns\/net: open \/dev\/net\/tun in the namespace: EACCES \(.*chmod 0666 \/dev\/net\/tun/,
+      );
+      for (const e of Deno.readDirSync("/tmp")) {
+        if (e.name.startsWith("sdt-tun.")) {
+          await Deno.remove(`/tmp/${e.name}`, { recursive: true });
+        }
+      }
+    },
+  });
+}
 
 Deno.test("s4n: --help names what podman and rootlesskit look for before they start slirp4netns", async () => {
   // podman 4.3 and rootlesskit 1.1 run `BIN --help` and grep it; rootlesskit refuses a binary
