@@ -221,19 +221,23 @@ for (const mode of ["podman", "user"]) {
         ["unshare", "-m", "--propagation", "private", "bash", "-c", TUN_SCRIPT],
         { SLIRPD: quote(slirpdCommand()), MODE: mode, DENO: Deno.execPath(), REPO },
       );
-      const timer = setTimeout(() => sh.child.kill("SIGKILL"), 60_000);
-      await sh.done;
-      clearTimeout(timer);
-      assert.match(sh.stdout, /rc=1/, sh.stderr);
-      const lines = sh.stderr.trim().split("\n").filter((l) => l.startsWith("slirpd:"));
-      assert.equal(lines.length, 1, sh.stderr);
-      assert.match(
-        lines[0],
-        /^slirpd: --netns \/proc\/\d+\/ns\/net: open \/dev\/net\/tun in the namespace: EACCES \(.*chmod 0666 \/dev\/net\/tun/,
-      );
-      for (const e of Deno.readDirSync("/tmp")) {
-        if (e.name.startsWith("sdt-tun.")) {
-          await Deno.remove(`/tmp/${e.name}`, { recursive: true });
+      try {
+        const timer = setTimeout(() => sh.child.kill("SIGKILL"), 60_000);
+        await sh.done;
+        clearTimeout(timer);
+        assert.match(sh.stdout, /rc=1/, sh.stderr);
+        const lines = sh.stderr.trim().split("\n").filter((l) => l.startsWith("slirpd:"));
+        assert.equal(lines.length, 1, sh.stderr);
+        assert.match(
+          lines[0],
+          /^slirpd: --netns \/proc\/\d+\/ns\/net: open \/dev\/net\/tun in the namespace: EACCES \(.*chmod 0666 \/dev\/net\/tun/,
+        );
+      } finally {
+        // The mount point was made in the real /tmp; its tmpfs died with the mount namespace.
+        for (const e of Deno.readDirSync("/tmp")) {
+          if (e.name.startsWith("sdt-tun.")) {
+            await Deno.remove(`/tmp/${e.name}`, { recursive: true });
+          }
         }
       }
     },
