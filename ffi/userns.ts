@@ -21,7 +21,12 @@
 // TUNSETIFF and the netlink requests are authorized against the netns's owner userns, in which
 // slirpd, as its owner, has CAP_NET_ADMIN (and the netlink socket's opener, the helper, too).
 // This is slirp4netns's --userns-path design (a child that enters the namespaces and passes
-// the tap fd back) without a fork, which Deno cannot do. It needs nsenter (util-linux), sh and
+// the tap fd back) without a fork, which Deno cannot do.
+//
+// The same helper (without --user) serves the other way to be stranded: rootless podman starts
+// slirp4netns *inside* the container's user namespace, which owns the guest netns, while the
+// process's own netns belongs to the parent user namespace. There setns into the guest works,
+// but setns back home is EPERM. canReturnHome() asks the kernel before any window is opened. It needs nsenter (util-linux), sh and
 // ip (iproute2) at run time, and /dev/net/tun usable by the user (0666, as distributions ship).
 
 import { EPERM } from "./errno.ts";
