@@ -1,11 +1,16 @@
 // slirp4netns' API socket (--api-socket PATH): a unix stream socket taking one JSON request per
-// connection, ended by the client's shutdown(SHUT_WR), answered with one JSON object:
+// connection, answered with one JSON object as soon as the request is complete (slirp4netns
+// answers after one read: a client that never shuts down its write side is answered at once;
+// one that does is answered at EOF):
 //
 //   {"execute": "add_hostfwd", "arguments": {"proto": "tcp", "host_addr": "0.0.0.0",
 //     "host_port": 8080, "guest_addr": "10.0.2.100", "guest_port": 80}}  → {"return":{"id":1}}
-//   {"execute": "list_hostfwd"}  → {"return":{"entries":[{"id":1,"proto":"tcp",...}]}}
+//   {"execute": "list_hostfwd"}  → {"entries":[{"id":1,"proto":"tcp",...}]}
 //   {"execute": "remove_hostfwd", "arguments": {"id": 1}}  → {"return":{}}
 //   anything wrong → {"error":{"desc":"bad request: ..."}} (slirp4netns' wording)
+//
+// list_hostfwd has no "return" wrapper: that is what the slirp4netns 1.2 binary sends (its man
+// page shows one), and clients were written against the binary.
 //
 // Beyond slirp4netns: proto may also be tcp4/tcp6/udp4/udp6 (the listener's family; the
 // defaults follow it: host_addr "::" and the guest's IPv6 address for tcp6/udp6), host_addr
@@ -14,6 +19,8 @@
 // and are never reused, list_hostfwd shows the local ones of both, and removing one closes its
 // listener and its live connections. The data plane keeps running while a request is served:
 // this is control plane on Deno's own async I/O (the poller yields to it), not the FFI loop.
+// At most API_MAX_CONNS connections are served at once; more are closed unanswered (slirp4netns
+// serves one at a time).
 
 import type { NetPlan } from "../stack/base/netplan.ts";
 import { type Forwards, type ForwardSpec } from "../stack/forwards/mod.ts";
@@ -24,6 +31,8 @@ import { formatIp } from "../stack/wire/bytes.ts";
 export const API_MAX_REQUEST = 4096;
 /** A client that neither finishes its request nor shuts down its side is answered anyway. */
 const READ_TIMEOUT_MS = 10_000;
+/** Connections served at once; a client beyond that is closed at once. */
+export const API_MAX_CONNS = 16;
 /** How much of an oversized request is read (and dropped) before answering it. */
 const SKIP_MAX = 1 << 20;
 const SKIP = new Uint8Array(64 * 1024);
@@ -71,7 +80,7 @@ export class ApiHandler {
       case "add_hostfwd":
         return await this.#add(args);
       case "list_hostfwd":
-        return { return: { entries: this.#list() } };
+        return { entries: this.#list() };
       case "remove_hostfwd": {
         const id = args.id;
         if (typeof id !== "number" || !Number.isInteger(id) || !this.forwards.remove(id)) {
@@ -143,6 +152,20 @@ export class ApiHandler {
   }
 }
 
+/** Are these bytes one whole JSON value (a request to answer now, without waiting for EOF)? */
+function complete(bytes: Uint8Array): boolean {
+  // Cheap test first: a request object ends with "}" (whitespace after it allowed).
+  let end = bytes.length - 1;
+  while (end >= 0 && (bytes[end] === 0x20 || bytes[end] === 0x0a || bytes[end] === 0x0d)) end--;
+  if (end < 0 || bytes[end] !== 0x7d) return false;
+  try {
+    JSON.parse(new TextDecoder().decode(bytes));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The listening socket; close() stops it and removes the file. */
 export class ApiSocket {
   readonly #conns = new Set<Deno.Conn>();
@@ -179,6 +202,12 @@ export class ApiSocket {
   async #serve(): Promise<void> {
     try {
       for await (const c of this.listener) {
+        if (this.#conns.size >= API_MAX_CONNS) {
+          try {
+            c.close();
+          } catch { /* closed */ }
+          continue;
+        }
         this.#conns.add(c);
         this.#one(c).finally(() => this.#conns.delete(c));
       }
@@ -187,7 +216,10 @@ export class ApiSocket {
     }
   }
 
-  /** One connection: read to EOF (at most API_MAX_REQUEST - 1 bytes), answer, close. */
+  /**
+   * One connection: read until the bytes so far are one complete JSON value or EOF (at most
+   * API_MAX_REQUEST - 1 bytes), answer, close.
+   */
   async #one(c: Deno.Conn): Promise<void> {
     const buf = new Uint8Array(API_MAX_REQUEST);
     let n = 0;
@@ -214,7 +246,10 @@ export class ApiSocket {
         if (full) {
           skipped += r;
           if (skipped > SKIP_MAX) break;
-        } else n += r;
+        } else {
+          n += r;
+          if (complete(buf.subarray(0, n))) break;
+        }
       }
     } catch (e) {
       answer ??= fail(`read: ${(e as Error).message}`);

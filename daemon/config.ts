@@ -7,7 +7,7 @@
 // takes both). Errors are one line in Go's flag wording, so scripts written for
 // slirpnetstack see what they expect: `invalid value "X" for flag -mtu: REASON`.
 
-import { parseArgs } from "node:util";
+import { parseArgs } from "./flags.ts";
 import { type FlagRules, parseRules, RuleError } from "../firewall/rules.ts";
 import { parseIp } from "../stack/wire/bytes.ts";
 import { type Cidr, CIDR4_MAX_LEN, CIDR6_MAX_LEN, parseCidr } from "../stack/base/netplan.ts";
@@ -344,10 +344,16 @@ export const FLAGS: Record<string, FlagSpec> = {
     help: "accepted for slirpnetstack (GOMAXPROCS); slirpd's packet path is one thread, so " +
       "it changes nothing",
   },
+  "locked": {
+    type: "boolean",
+    help: "slirp4netns form: start from the locked policy of the slirpnetstack form (only " +
+      "--allow, --enable-host, --enable-routing open it) instead of slirp4netns' open one",
+  },
   "version": {
     type: "boolean",
-    help: "print the version and build time (-version: slirpnetstack's lines; --version: " +
-      "slirp4netns')",
+    short: "v",
+    help: "print the version and exit (-version: slirpnetstack's lines with the build time; " +
+      "-v, --version: slirp4netns', with SLIRP_CONFIG_VERSION_MAX)",
   },
   "quiet": { type: "boolean", short: "q", help: "do not log connections" },
   "help": { type: "boolean", short: "h", help: "show this help" },
@@ -393,8 +399,22 @@ function intFlag(
 
 function cidrFlag(flag: string, value: string, family: 4 | 6): Cidr {
   const c = parseCidr(value, family);
-  if (typeof c === "string") throw invalid(flag, value, c);
+  if (typeof c === "string") throw invalid(flag, value, family === 4 ? s4nCidrWording(c) : c);
   return c;
+}
+
+/**
+ * --cidr is slirp4netns' flag, and scripts grep its wording: every error says `invalid CIDR`,
+ * and the two checks slirp4netns makes say it its way (our detail follows in parentheses).
+ */
+function s4nCidrWording(reason: string): string {
+  if (reason.startsWith("prefix length")) return "invalid CIDR: prefix length needs to be 1-25";
+  const host = /^host bits must be zero (\(.*\))$/.exec(reason);
+  if (host) {
+    return "invalid CIDR: CIDR needs to be a network address like 10.0.2.0/24, not like " +
+      `10.0.2.100/24 ${host[1]}`;
+  }
+  return `invalid CIDR: ${reason}`;
 }
 
 function nonEmpty(flag: string, value: string): string {
@@ -604,8 +624,10 @@ export function parseConfig(argv: string[]): ParseResult {
       vnetHdr: !v["no-vnet-hdr"],
       readyFd: readyRaw === undefined ? null : intFlag("ready-fd", readyRaw, 0, 1 << 20),
       quiet: Boolean(v.quiet),
-      enableRouting: Boolean(v["enable-routing"]),
-      enableHost: Boolean(v["enable-host"]),
+      // The slirp4netns form is open, as slirp4netns (anything routed, the host's own
+      // addresses included); --deny narrows it, --locked starts from the closed policy.
+      enableRouting: Boolean(v["enable-routing"]) || (form === "slirp4netns" && !v.locked),
+      enableHost: Boolean(v["enable-host"]) || (form === "slirp4netns" && !v.locked),
       form,
       connectTimeoutMs: intFlag("connect-timeout", str("connect-timeout"), 1, 3600) * 1000,
       udpTimeoutMs: intFlag("udp-timeout", str("udp-timeout"), 1, 86400) * 1000,

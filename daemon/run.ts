@@ -1,10 +1,9 @@
-// The daemon: attach to the guest's tap, build the stack, run the event loop until a signal.
+// The daemon: build the stack around the guest's tap, run the event loop until a signal.
 //
 // Order matters:
-//  1. get the two descriptors that must be created inside the guest netns: /dev/net/tun and a
-//     NETLINK_ROUTE socket (ffi/userns.ts: a short setns window as root, or, rootless, from a
-//     helper in the netns's owner user namespace via pidfd_getfd). Open or create the tap on
-//     them, and with --configure set the guest up. Everything else lives in the host netns.
+//  1. the tap (daemon/attach.ts, called by main.ts before this module is even loaded: scripts
+//     touch the tap milliseconds after starting slirp4netns). Everything else lives in the
+//     host netns.
 //  2. the poller, the firewall, the stack, forwards and the API socket (each registered with
 //     the one Teardown as soon as it exists, so every exit path undoes exactly what was made).
 //  3. readiness (`[+] #PID Slirpnetstack started` on stderr, `--ready-fd`, SIGWINCH to the
@@ -25,16 +24,14 @@
 // starting or failing never turns its exit into a signal death: it stops at the next step.
 
 import type { Config } from "./config.ts";
-import { adoptFrameFd, openTap, type Tap } from "../ffi/tap.ts";
-import { configureGuest } from "../ffi/netlink.ts";
+import type { Tap } from "../ffi/tap.ts";
 import { EPOLLIN, Poller } from "../ffi/poller.ts";
-import { netnsOwner, openGuestNetns } from "../ffi/userns.ts";
 import { WatchedFd, writeAndClose } from "../ffi/fd.ts";
-import { nsInode } from "../ffi/netns.ts";
 import { NetnsWatch } from "../ffi/nswatch.ts";
+import { attachGuest } from "./attach.ts";
 import { type NetPlan, netPlanFrom } from "../stack/base/netplan.ts";
 import { Stack } from "../stack/mod.ts";
-import { openFirewall, prepareFirewall } from "../firewall/start.ts";
+import { openFirewall, type PreparedFirewall, prepareFirewall } from "../firewall/start.ts";
 import { FlagValueError } from "../firewall/rules.ts";
 import { sanitySet } from "../firewall/sanity.ts";
 import { ApiSocket } from "./api_socket.ts";
@@ -50,57 +47,6 @@ export const EXIT_METRICS = 254;
 export const EXIT_PCAP = 250;
 export const EXIT_LISTEN = 247;
 export const EXIT_RESOLVE = 246;
-
-/**
- * --userns-path: slirp4netns joins that user namespace; slirpd finds the netns's owner itself
- * (ffi/userns.ts), so the path must name that owner, or the two would disagree.
- */
-function checkUserns(cfg: Config): void {
-  if (cfg.usernsPath === null) return;
-  const want = nsInode(cfg.usernsPath);
-  const owner = netnsOwner(cfg.netns).ownerUserns;
-  if (want !== owner) {
-    throw new Error(
-      `--userns-path ${cfg.usernsPath} is not the user namespace that owns ${cfg.netns}`,
-    );
-  }
-}
-
-async function attach(cfg: Config, plan: NetPlan, embedded: boolean): Promise<Tap> {
-  if (cfg.linkFd !== null) return adoptFrameFd(cfg.linkFd, cfg.vnetHdr);
-  // slirpnetstack's progress lines; not under `-- CMD`, whose stderr belongs to CMD.
-  const progress = embedded ? () => {} : (line: string) => console.error(line);
-  progress(`[.] Joininig netns ${cfg.netns}`); // (sic: slirpnetstack's, scripts match it)
-  const ns = await openGuestNetns(cfg.netns);
-  try {
-    progress(`[.] Opening tun interface ${cfg.ifname}`);
-    const tap = openTap({
-      name: cfg.ifname,
-      create: cfg.createTap,
-      vnetHdr: cfg.vnetHdr,
-      offload: cfg.vnetHdr,
-    }, ns);
-    if (!cfg.configure) return tap;
-    try {
-      configureGuest({
-        ifname: cfg.ifname,
-        mtu: cfg.mtu,
-        addrs: [
-          { addr: plan.guest4, prefixLen: plan.prefixLen4 },
-          { addr: plan.guest6, prefixLen: plan.prefixLen6 },
-        ],
-        gateways: [plan.gateway4, plan.gateway6],
-        mac: cfg.mac ?? undefined,
-      }, ns);
-    } catch (e) {
-      tap.close();
-      throw e;
-    }
-    return tap;
-  } finally {
-    ns.close();
-  }
-}
 
 /** Undo steps run last-in first-out, each once, even when an earlier one throws. */
 class Teardown {
@@ -188,13 +134,17 @@ class StartFailure extends Error {
   }
 }
 
-/** Tap, poller, firewall and stack, each registered for teardown as soon as it exists. */
+/**
+ * The tap (unless main.ts made it), poller, firewall and stack, each registered for teardown
+ * as soon as it exists.
+ */
 async function build(
   cfg: Config,
-  prepared: Awaited<ReturnType<typeof prepareFirewall>>,
+  prepared: PreparedFirewall,
   down: Teardown,
   fwLog: (line: string) => void,
   embedded: boolean,
+  early: Tap | undefined,
 ): Promise<Parts> {
   const plan = netPlanFrom(cfg.cidr4, cfg.cidr6);
   const log = cfg.quiet
@@ -202,8 +152,9 @@ async function build(
     : embedded
     ? (line: string) => console.error(line)
     : (line: string) => console.log(line);
-  const tap = await attach(cfg, plan, embedded);
-  down.add(() => tap.close());
+  // The tap: made by main.ts before this module loaded (daemon/attach.ts), or here.
+  const tap = early ?? await attachGuest(cfg, embedded);
+  if (early === undefined) down.add(() => tap.close());
   if (cfg.exitWithParent) {
     // After the netns work (slirpnetstack: the setting does not survive its namespace dance).
     setParentDeathSignal(SIGTERM);
@@ -397,9 +348,27 @@ function stopLine(p: Parts): string {
 /** The parent when slirpd started (-exit-with-parent, SIGWINCH). */
 const initialParent = parentPid();
 
-export async function runDaemon(cfg: Config, embed?: Embedding): Promise<number> {
+/** What main.ts did before this module was loaded: the tap, maybe the firewall's lookups. */
+export interface Early {
+  tap: Tap;
+  prepared?: PreparedFirewall;
+}
+
+/**
+ * The daemon. `embed`: run for `-- CMD` (daemon/command.ts). `early`: the tap main.ts made
+ * first (scripts touch it milliseconds after starting slirp4netns); the daemon owns it from
+ * here on, and every exit closes it.
+ */
+export async function runDaemon(cfg: Config, embed?: Embedding, early?: Early): Promise<number> {
   const stopper = new Stopper(embed);
   try {
+    if (early !== undefined) {
+      try {
+        return await runStopping(cfg, stopper, embed, early);
+      } finally {
+        early.tap.close();
+      }
+    }
     return await runStopping(cfg, stopper, embed);
   } catch (e) {
     if (e instanceof StartFailure) return e.code;
@@ -429,33 +398,47 @@ function startMetrics(cfg: Config, parts: { p: Parts | null }, down: Teardown): 
   });
 }
 
-async function runStopping(
-  cfg: Config,
-  stopper: Stopper,
-  embed?: Embedding,
-): Promise<number> {
-  // Firewall lines (resolved names, blocked flows) go to stderr: stdout carries only the
-  // connection lines scripts written for slirpnetstack read one by one.
-  const fwLog = cfg.quiet ? () => {} : (line: string) => console.error(line);
-  // Rule names and --outbound-addr interfaces first: a bad one stops slirpd before the guest
-  // is touched, with a usage line (exit 2).
-  let prepared;
+/** The firewall's lookups (rule names, --outbound-addr interfaces); a bad one: exit code 2. */
+export async function prepare(cfg: Config): Promise<PreparedFirewall | number> {
   try {
-    prepared = await prepareFirewall(cfg, fwLog);
+    return await prepareFirewall(cfg, fwLogFor(cfg));
   } catch (e) {
     if (!(e instanceof FlagValueError)) throw e;
     console.error(`slirpd: ${e.message}`);
     return 2;
   }
-  checkUserns(cfg);
+}
+
+/**
+ * Firewall lines (resolved names, blocked flows) go to stderr: stdout carries only the
+ * connection lines scripts written for slirpnetstack read one by one.
+ */
+function fwLogFor(cfg: Config): (line: string) => void {
+  return cfg.quiet ? () => {} : (line: string) => console.error(line);
+}
+
+async function runStopping(
+  cfg: Config,
+  stopper: Stopper,
+  embed?: Embedding,
+  early?: Early,
+): Promise<number> {
+  const fwLog = fwLogFor(cfg);
+  // Rule names and --outbound-addr interfaces before the guest is touched (unless main.ts
+  // made the tap first: then there were none, or it asked them itself).
+  let prepared = early?.prepared;
+  if (prepared === undefined) {
+    const p = await prepare(cfg);
+    if (typeof p === "number") return p;
+    prepared = p;
+  }
   const down = new Teardown();
   try {
-    // Checked before the guest is touched: a bad fd is a start failure, not a half-made tap.
     const exitFd = cfg.exitFd === null ? null : new WatchedFd(cfg.exitFd, "--exit-fd");
     if (exitFd !== null) down.add(() => exitFd.close());
     const holder: { p: Parts | null } = { p: null };
     startMetrics(cfg, holder, down);
-    const parts = await build(cfg, prepared, down, fwLog, embed !== undefined);
+    const parts = await build(cfg, prepared, down, fwLog, embed !== undefined, early?.tap);
     holder.p = parts;
     const failed = await openForwards(cfg, parts, down);
     if (failed !== 0) return failed;

@@ -9,7 +9,9 @@
 // Busy rounds never return to the Deno event loop by themselves, so Deno timers, signal
 // listeners and promise jobs of other modules would starve. Every YIELD_EVERY busy rounds run()
 // waits for one macrotask: setImmediate (~3 µs here; `await 0` is a microtask and lets no timer
-// run; setTimeout(0) takes ~2 ms in Deno 2.9; a MessageChannel round trip ~4 µs).
+// run; setTimeout(0) takes ~2 ms in Deno 2.9; a MessageChannel round trip ~4 µs). The global
+// setImmediate is Deno's Node layer, which initializes on first use (~7 ms): importing
+// node:timers would pay that at start-up, before the tap and readiness.
 //
 // Dispatch allocates nothing: the events array is one preallocated buffer, epoll_data carries
 // the fd (low 32 bits) and a generation (high 32 bits), and handlers sit in an array indexed by
@@ -19,7 +21,6 @@
 // struct epoll_event is { u32 events; u64 data } — __attribute__((packed)) on x86_64 only
 // (12 bytes, data at 4); 16 bytes with data at 8 elsewhere (aarch64).
 
-import { setImmediate } from "node:timers";
 import { EBADF, EINTR, ENOENT } from "./errno.ts";
 import { check, openLibc, SyscallError } from "./libc.ts";
 import { closeFd } from "./netns.ts";

@@ -21,7 +21,12 @@
 // TUNSETIFF and the netlink requests are authorized against the netns's owner userns, in which
 // slirpd, as its owner, has CAP_NET_ADMIN (and the netlink socket's opener, the helper, too).
 // This is slirp4netns's --userns-path design (a child that enters the namespaces and passes
-// the tap fd back) without a fork, which Deno cannot do. It needs nsenter (util-linux), sh and
+// the tap fd back) without a fork, which Deno cannot do.
+//
+// The same helper (without --user) serves the other way to be stranded: rootless podman starts
+// slirp4netns *inside* the container's user namespace, which owns the guest netns, while the
+// process's own netns belongs to the parent user namespace. There setns into the guest works,
+// but setns back home is EPERM. canReturnHome() asks the kernel before any window is opened. It needs nsenter (util-linux), sh and
 // ip (iproute2) at run time, and /dev/net/tun usable by the user (0666, as distributions ship).
 
 import { EPERM } from "./errno.ts";
@@ -46,6 +51,8 @@ const SO_DOMAIN = 39;
 const AF_NETLINK = 16;
 const NETLINK_ROUTE = 0;
 const HELPER_TUN_FD = 4;
+/** What the helper says on stderr when it cannot open /dev/net/tun. */
+const TUN_MARK = "slirpd-helper: open /dev/net/tun failed";
 
 const libc = openLibc({
   ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
@@ -95,20 +102,77 @@ export function findOnPath(cmd: string): string | undefined {
 }
 
 /**
+ * Could the main thread setns back into its own netns after a window elsewhere? The kernel says
+ * so without our trying: NS_GET_USERNS on our netns answers EPERM exactly when the user
+ * namespace owning it lies outside ours (an ancestor: rootless podman runs slirp4netns inside
+ * the container's user namespace, `unshare -r` does the same). There we can hold no capability,
+ * so a setns back would fail and strand the thread in the guest netns. Any other owner is ours
+ * or a descendant of ours, where the CAP_SYS_ADMIN that a setns into the guest netns needs in
+ * our own user namespace is enough to come back.
+ */
+export function canReturnHome(): boolean {
+  const nsfd = openPath("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  try {
+    const ufd = libc.ioctl(nsfd, NS_GET_USERNS, 0);
+    if (ufd >= 0) {
+      closeFd(ufd);
+      return true;
+    }
+    const e = errno();
+    if (e === EPERM) return false;
+    throw new SyscallError("ioctl NS_GET_USERNS", e, "/proc/thread-self/ns/net");
+  } finally {
+    closeFd(nsfd);
+  }
+}
+
+/**
  * The guest netns's descriptors (a /dev/net/tun fd and a NETLINK_ROUTE socket), however they
- * can be had: with a setns window when allowed (root, or a netns of our own user namespace),
- * else, when the netns belongs to another user namespace, from a helper (see the file header).
- * Pass the result to `openTap` and `configureGuest`, then `close()` it.
+ * can be had: with a setns window when the kernel allows both the way there and the way back
+ * (root; a netns of our own user namespace while our netns is ours too), else from a helper
+ * process that enters the netns (and its owner user namespace when that is not ours; see the
+ * file header). Pass the result to `openTap` and `configureGuest`, then `close()` it.
  */
 export async function openGuestNetns(path: string): Promise<GuestNetns> {
-  try {
-    return openGuestNetnsDirect(path);
-  } catch (e) {
-    if (!(e instanceof SyscallError && e.call === "setns" && e.errno === EPERM)) throw e;
-    if (!netnsOwner(path).foreign) throw e;
+  if (canReturnHome()) {
+    try {
+      return openGuestNetnsDirect(path);
+    } catch (e) {
+      if (e instanceof SyscallError && e.call === "open" && e.subject === "/dev/net/tun") {
+        throw tunOpenError(path, e.code);
+      }
+      if (!(e instanceof SyscallError && e.call === "setns" && e.errno === EPERM)) throw e;
+      if (!netnsOwner(path).foreign) throw e;
+    }
   }
   return await openGuestNetnsViaHelper(path);
 }
+
+/** `/dev/net/tun` could not be opened in the guest netns: what failed, and what to do. */
+export function tunOpenError(path: string, code: string): Error {
+  const why: Record<string, string> = {
+    EACCES: "this user may not open it (mode 0600 root here?): make it usable by all, " +
+      "`chmod 0666 /dev/net/tun` (as most distributions ship it), or run slirpd as root",
+    EPERM: "this user may not open it: make it usable by all (`chmod 0666 /dev/net/tun`) or " +
+      "run slirpd as root",
+    ENOENT: "there is no tun device node: `modprobe tun`, then `mknod -m 0666 /dev/net/tun " +
+      "c 10 200`",
+    ENODEV: "the kernel has no tun driver: `modprobe tun`",
+  };
+  return new Error(
+    `--netns ${path}: open /dev/net/tun in the namespace: ${code}${
+      why[code] ? ` (${why[code]})` : ""
+    }`,
+  );
+}
+
+/** The shell's words for open(2) errors (sh says "cannot open X: Permission denied"). */
+const SHELL_ERRNO: [RegExp, string][] = [
+  [/Permission denied/i, "EACCES"],
+  [/Operation not permitted/i, "EPERM"],
+  [/No such file/i, "ENOENT"],
+  [/No such device/i, "ENODEV"],
+];
 
 /** The helper path of `openGuestNetns`, usable on its own (tests). */
 export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): Promise<GuestNetns> {
@@ -122,6 +186,9 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
     );
   }
   const netfd = openPath(path, O_RDONLY | O_CLOEXEC);
+  // The owner user namespace is entered only when it is not ours (a process cannot setns into
+  // its own user namespace: EINVAL); then the netns alone is entered.
+  const enterUserns = netnsOwner(path).foreign;
   let userfd = -1, pidfd = -1, tun = -1, rtnl = -1;
   let child: Deno.ChildProcess | undefined;
   let exited = false;
@@ -132,13 +199,15 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
     const self = `/proc/${Deno.pid}/fd`;
     child = new Deno.Command(nsenter, {
       args: [
-        `--user=${self}/${userfd}`,
+        ...(enterUserns ? [`--user=${self}/${userfd}`, "--preserve-credentials"] : []),
         `--net=${self}/${netfd}`,
-        "--preserve-credentials",
         "--",
         "/bin/sh",
         "-c",
-        `exec 3>&- ${HELPER_TUN_FD}<>/dev/net/tun || exit 1; exec "$1" -batch -`,
+        // The tun open's failure is marked, so it is told apart from nsenter's own (`command`:
+        // a failed redirection of a plain `exec` would end sh before the `||`).
+        `command exec 3>&- ${HELPER_TUN_FD}<>/dev/net/tun || { echo "${TUN_MARK}" >&2; exit 1; }; ` +
+        `exec "$1" -batch -`,
         "sh",
         ip,
       ],
@@ -158,28 +227,45 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
       const len = Number(libc.readlink(cstring(`/proc/${c.pid}/fd/${n}`), linkBuf, 256n));
       return len < 0 ? "" : new TextDecoder().decode(linkBuf.subarray(0, len));
     };
-    while (!fdLink(3).startsWith("socket:")) {
-      if (exited || Date.now() > deadline) {
-        killQuietly(c); // (exited: kill() would throw "already terminated")
-        await c.status.catch(() => {});
-        const msg = (await stderr).trim().replaceAll("\n", "; ");
-        throw new Error(
-          `--netns ${path}: setns is not permitted and the helper in its owner user namespace ` +
-            (exited ? `failed: ${msg || "no message"}` : `did not get ready in ${timeoutMs} ms`),
-        );
+    // A helper that exits early is reported as what it said, never as a later error of ours.
+    const helperFailed = async (): Promise<Error> => {
+      if (!exited) killQuietly(c);
+      await c.status.catch(() => {});
+      const said = (await stderr).trim();
+      const lines = said.split("\n").filter((l) => l !== "" && l !== TUN_MARK);
+      if (said.includes(TUN_MARK)) {
+        const code = SHELL_ERRNO.find(([re]) => re.test(said))?.[1] ??
+          (lines.join("; ") || "failed");
+        return tunOpenError(path, code);
       }
+      const where = enterUserns ? "in its owner user namespace" : "in the namespace";
+      return new Error(
+        `--netns ${path}: the helper ${where} ` +
+          (exited
+            ? `failed: ${lines.join("; ") || "no message"}`
+            : `did not get ready in ${timeoutMs} ms`),
+      );
+    };
+    while (!fdLink(3).startsWith("socket:")) {
+      if (exited || Date.now() > deadline) throw await helperFailed();
       await new Promise((r) => setTimeout(r, 2));
     }
 
-    pidfd = sys(SYS_pidfd_open, c.pid, 0, "pidfd_open", `helper ${c.pid}`);
-    rtnl = sys(SYS_pidfd_getfd, pidfd, 3, "pidfd_getfd", `helper ${c.pid} fd 3`);
-    tun = sys(
-      SYS_pidfd_getfd,
-      pidfd,
-      HELPER_TUN_FD,
-      "pidfd_getfd",
-      `helper ${c.pid} fd ${HELPER_TUN_FD}`,
-    );
+    try {
+      pidfd = sys(SYS_pidfd_open, c.pid, 0, "pidfd_open", `helper ${c.pid}`);
+      rtnl = sys(SYS_pidfd_getfd, pidfd, 3, "pidfd_getfd", `helper ${c.pid} fd 3`);
+      tun = sys(
+        SYS_pidfd_getfd,
+        pidfd,
+        HELPER_TUN_FD,
+        "pidfd_getfd",
+        `helper ${c.pid} fd ${HELPER_TUN_FD}`,
+      );
+    } catch (e) {
+      await new Promise((r) => setTimeout(r, 0));
+      if (exited) throw await helperFailed();
+      throw e;
+    }
     if (sockopt(rtnl, SO_DOMAIN) !== AF_NETLINK || sockopt(rtnl, SO_PROTOCOL) !== NETLINK_ROUTE) {
       throw new Error(`--netns ${path}: the helper's fd 3 is not a NETLINK_ROUTE socket`);
     }
@@ -202,10 +288,11 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
   }
 }
 
+/** SIGKILL, when the process may have exited already (Deno throws for that). */
 function killQuietly(c: Deno.ChildProcess): void {
   try {
     c.kill("SIGKILL");
-  } catch { /* it exited meanwhile */ }
+  } catch { /* already exited */ }
 }
 
 function sys(nr: number, a: number, b: number, call: string, subject: string): number {

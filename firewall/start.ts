@@ -13,7 +13,6 @@ import { formatIp } from "../stack/wire/bytes.ts";
 import type { Rule } from "./decide.ts";
 import { HostPrefixes, interfaceAddress } from "./hostprefixes.ts";
 import { Firewall } from "./policy.ts";
-import { lookup } from "node:dns/promises";
 import { parseIp } from "../stack/wire/bytes.ts";
 import { type FlagRules, FlagValueError, type Resolver, resolveRules, RuleError } from "./rules.ts";
 
@@ -21,6 +20,8 @@ import { type FlagRules, FlagValueError, type Resolver, resolveRules, RuleError 
 export const systemResolver: Resolver = async (name) => {
   let found;
   try {
+    // Imported on first use: node:dns costs ~10 ms of start-up, and most runs look up nothing.
+    const { lookup } = await import("node:dns/promises");
     found = await lookup(name, { all: true, verbatim: true });
   } catch (e) {
     const code = (e as { code?: string }).code;

@@ -17,6 +17,7 @@ import type { Poller } from "../ffi/poller.ts";
 import { TimerWheel } from "./flow/timers.ts";
 import { type Admission, expectDnsFraming, TcpStack } from "./tcp/mod.ts";
 import {
+  addDnsBlackhole,
   addHostLoopback,
   type FlowTarget,
   FlowVerdict,
@@ -159,6 +160,9 @@ export class Stack {
       : null;
     this.services = svc;
     icmp6.next = svc?.icmp6Input(icmp6.next) ?? icmp6.next;
+    if (opts.services && !opts.services.dns) {
+      addDnsBlackhole(out, opts.plan.dns4, opts.plan.dns6);
+    }
     if (svc?.dns) {
       // DNS over TCP to the upstream resolver: the connection must carry DNS only.
       const dnsTarget = (f: 4 | 6, dst: Uint8Array, port: number): FlowTarget | null => {
@@ -178,12 +182,19 @@ export class Stack {
           return out.target ?? "refused";
         case FlowVerdict.Unreachable:
           return "unreachable";
+        case FlowVerdict.Dropped:
+          return "dropped";
         default:
           return "refused";
       }
     };
     const connect = (f: 4 | 6, addr: Uint8Array, port: number, a: Admission) => {
-      if (typeof a === "object") return TcpSocket.connect(a.family, a.addr, a.port);
+      if (typeof a === "object") {
+        const bind = a.bindOutbound ? out.bindFor(a.family) : null;
+        return bind
+          ? TcpSocket.connect(a.family, a.addr, a.port, { bindAddr: bind })
+          : TcpSocket.connect(a.family, a.addr, a.port);
+      }
       const bindAddr = out.bindFor(f);
       return bindAddr
         ? TcpSocket.connect(f, addr, port, { bindAddr })

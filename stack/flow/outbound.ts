@@ -7,7 +7,8 @@
 //      host loopback (10.0.2.2:* → 127.0.0.1:*) are redirects.
 //   2. otherwise the firewall's policy decides, and the flow goes to its own destination.
 //
-// The host socket of a routed flow binds the --outbound-addr of its family when one is set.
+// The host socket of a routed flow binds the --outbound-addr of its family when one is set, and
+// so does a redirected one whose target asks for it (the host loopback).
 
 import type { Policy } from "../base/names.ts";
 import { routable } from "./routable.ts";
@@ -25,6 +26,11 @@ export interface FlowTarget {
   rpc?: boolean;
   /** "dns": the flow must carry DNS over TCP only (stack/tcp/dnsframe.ts). */
   framing?: "dns";
+  /**
+   * The host socket binds the --outbound-addr of the target's family, as a routed flow's does
+   * (the host loopback: slirp4netns binds every socket it opens for the guest).
+   */
+  bindOutbound?: boolean;
 }
 
 /** Gives the target now (hostnames and resolv.conf servers change); null = refuse. */
@@ -40,6 +46,8 @@ export interface Redirect {
   target: TargetFn;
   /** The guest gets "network unreachable" instead of a connection (--disable-host-loopback). */
   unreachable?: boolean;
+  /** The guest gets no answer at all: not a reset, it times out (--disable-dns). */
+  drop?: boolean;
 }
 
 /** What happens to a new flow. */
@@ -52,6 +60,8 @@ export const FlowVerdict = {
   Redirected: 2,
   /** The guest must see ICMP network unreachable. */
   Unreachable: 3,
+  /** Dropped without a word (no RST, no ICMP): the guest times out. */
+  Dropped: 4,
 } as const;
 export type FlowVerdict = typeof FlowVerdict[keyof typeof FlowVerdict];
 
@@ -116,6 +126,7 @@ export class Outbound {
     const r = this.#find(proto, family, dst, port);
     if (r) {
       if (r.unreachable) return FlowVerdict.Unreachable;
+      if (r.drop) return FlowVerdict.Dropped;
       const t = r.target(family, dst, port);
       if (t === null) return FlowVerdict.Refused;
       this.target = t;
@@ -153,10 +164,16 @@ export function addHostLoopback(
 ): () => void {
   const unreachable = mode === "unreachable";
   // One target object per family, refilled per flow (decide's callers copy what they keep).
-  const t4: FlowTarget = { family: 4, addr: new Uint8Array([127, 0, 0, 1]), port: 0 };
+  // --outbound-addr binds these too: the host sees that source, as with slirp4netns.
+  const t4: FlowTarget = {
+    family: 4,
+    addr: new Uint8Array([127, 0, 0, 1]),
+    port: 0,
+    bindOutbound: true,
+  };
   const lo6 = new Uint8Array(16);
   lo6[15] = 1;
-  const t6: FlowTarget = { family: 6, addr: lo6, port: 0 };
+  const t6: FlowTarget = { family: 6, addr: lo6, port: 0, bindOutbound: true };
   const to4: TargetFn = (_f, _dst, port) => {
     t4.port = port;
     return t4;
@@ -185,4 +202,30 @@ export function addHostLoopback(
     }));
   }
   return () => undo.forEach((u) => u());
+}
+
+/**
+ * --disable-dns: TCP and UDP to the DNS address's port 53 (10.0.2.3, fd00::3) get no answer at
+ * all, as from slirp4netns (the guest's resolver times out rather than being refused).
+ */
+export function addDnsBlackhole(out: Outbound, dns4: Uint8Array, dns6: Uint8Array): void {
+  const nowhere: TargetFn = () => null;
+  for (const proto of [6, 17] as const) {
+    out.addRedirect({
+      proto,
+      family: 4,
+      addr: dns4.slice(),
+      port: 53,
+      target: nowhere,
+      drop: true,
+    });
+    out.addRedirect({
+      proto,
+      family: 6,
+      addr: dns6.slice(),
+      port: 53,
+      target: nowhere,
+      drop: true,
+    });
+  }
 }

@@ -8,7 +8,6 @@
 // port (`port`, which replaces the spec's port when it is not 0). With --dns-ttl 0 every new
 // flow starts a lookup; as for names, the flow that starts it uses the answer before it.
 
-import { lookup } from "node:dns/promises";
 import { formatIp } from "../wire/bytes.ts";
 import { parseAddr } from "./spec.ts";
 import { parseSrvLabel, resolveLabel } from "./srv.ts";
@@ -20,6 +19,8 @@ export type Resolver = (name: string) => Promise<Uint8Array[]>;
 export const systemResolver: Resolver = async (name) => {
   let found;
   try {
+    // Imported on first use: node:dns costs ~10 ms of start-up, and most runs look up nothing.
+    const { lookup } = await import("node:dns/promises");
     found = await lookup(name, { all: true, verbatim: true });
   } catch (e) {
     const code = (e as { code?: string }).code;

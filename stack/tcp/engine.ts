@@ -31,11 +31,11 @@ import {
 /**
  * What the stack says of a new guest connection: "refused" (RST), "unreachable" (ICMP network
  * unreachable: the guest's connect() fails with ENETUNREACH, e.g. slirp4netns'
- * --disable-host-loopback), "routed" (connect to its own destination), or the redirect target
+ * --disable-host-loopback), "dropped" (no answer at all: --disable-dns), "routed" (connect to its own destination), or the redirect target
  * to connect to instead (-R, DNS over TCP, host loopback). A target is valid only during the
  * SYN that asked: the engine hands it to `tag` and `connect` there and keeps nothing.
  */
-export type Admission = "refused" | "unreachable" | "routed" | FlowTarget;
+export type Admission = "refused" | "unreachable" | "dropped" | "routed" | FlowTarget;
 
 export interface TcpConfig {
   /** May the guest open a connection to dst:port, and to where? Asked once per SYN. */
@@ -87,6 +87,8 @@ export class TcpStats {
   policyRefused = 0;
   /** SYNs answered with ICMP network unreachable (policy said "unreachable"). */
   unreachable = 0;
+  /** SYNs dropped without an answer (policy said "dropped"). */
+  silentDrops = 0;
   tableFull = 0;
   noConnection = 0;
   dropMalformed = 0;

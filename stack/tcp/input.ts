@@ -141,8 +141,10 @@ function listen(t: TcpEngine, m: PacketMeta): void {
   // Addresses are copied once per flow (a SYN), never per segment.
   const remote = m.b.slice(m.dstOff, m.dstOff + alen);
   const admission = t.cfg.admit(m.family, remote, v.dstPort);
-  if (admission === "refused" || admission === "unreachable") {
-    if (admission === "unreachable") {
+  if (admission === "refused" || admission === "unreachable" || admission === "dropped") {
+    if (admission === "dropped") {
+      t.stats.silentDrops++;
+    } else if (admission === "unreachable") {
       t.stats.unreachable++;
       replyNetUnreachable(t, m);
     } else {

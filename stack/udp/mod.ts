@@ -303,7 +303,7 @@ export class UdpStack implements Transport {
     const dst = b.slice(d, d + alen);
     const out = this.cfg.outbound;
     const verdict = out.decide(17, family, dst, dstPort);
-    if (verdict === FlowVerdict.Refused) {
+    if (verdict === FlowVerdict.Refused || verdict === FlowVerdict.Dropped) {
       this.stats.policyRefused++;
       this.counters.dropPolicy++;
       return null;
@@ -331,6 +331,7 @@ export class UdpStack implements Transport {
       toFamily = t.family;
       toAddr = f.redirect.addr;
       toPort = t.port;
+      if (t.bindOutbound) bindAddr = out.bindFor(t.family);
     } else bindAddr = out.bindFor(family);
     let sock: UdpSocket;
     try {
