@@ -12,6 +12,7 @@ import { adoptFrameFd, openTap, type Tap } from "../ffi/tap.ts";
 import { configureGuest } from "../ffi/netlink.ts";
 import { netnsOwner, openGuestNetns } from "../ffi/userns.ts";
 import { nsInode } from "../ffi/netns.ts";
+import { checkFd } from "../ffi/fd.ts";
 import { netPlanFrom } from "../stack/base/netplan.ts";
 
 /**
@@ -49,6 +50,10 @@ export function lookupsFirst(cfg: Config): boolean {
 export async function attachGuest(cfg: Config, embedded = false): Promise<Tap> {
   if (cfg.linkFd !== null) return adoptFrameFd(cfg.linkFd, cfg.vnetHdr);
   checkUserns(cfg);
+  // A bad --exit-fd / --ready-fd is a start failure, not a half-made tap.
+  for (const [fd, what] of [[cfg.exitFd, "--exit-fd"], [cfg.readyFd, "--ready-fd"]] as const) {
+    if (fd !== null) checkFd(fd, what);
+  }
   const progress = embedded ? () => {} : (line: string) => console.error(line);
   const plan = netPlanFrom(cfg.cidr4, cfg.cidr6);
   progress(`[.] Joininig netns ${cfg.netns}`); // (sic: slirpnetstack's, scripts match it)

@@ -39,6 +39,11 @@ export function writeAndClose(fd: number, data: string, what: string): void {
  * Throws SyscallError (EBADF) when `fd` is not open. Marked close-on-exec so helpers slirpd
  * starts do not keep it.
  */
+/** Throws `fcntl(WHAT FD): EBADF` unless fd is an open descriptor. */
+export function checkFd(fd: number, what: string): void {
+  check(libc.fcntl(fd, F_GETFD, 0), "fcntl", `${what} ${fd}`);
+}
+
 export class WatchedFd implements Pollable {
   #fd: number;
 
