@@ -11,7 +11,12 @@ import { parseArgs } from "node:util";
 import { type FlagRules, parseRules, RuleError } from "../firewall/rules.ts";
 import { parseIp } from "../stack/wire/bytes.ts";
 import { type Cidr, CIDR4_MAX_LEN, CIDR6_MAX_LEN, parseCidr } from "../stack/base/netplan.ts";
-import { type ForwardSpec, parseForwardSpec, SpecError } from "../stack/forwards/spec.ts";
+import {
+  type ForwardSpec,
+  parseForwardSpec,
+  SpecError,
+  type SpliceMode,
+} from "../stack/forwards/spec.ts";
 
 export interface Config {
   /** Path of the guest's network namespace (`/proc/PID/ns/net` or a bind mount). */
@@ -66,7 +71,10 @@ export interface Config {
   apiSocket: string | null;
   /** --dns-ttl: how long a forward's resolved host name is used before a new lookup. */
   dnsTtlMs: number;
+  /** --forward-splice: when a -L TCP connection into the guest is spliced (stack/forwards). */
+  forwardSplice: SpliceMode;
 }
+
 
 /** A bind address: literal, or an interface whose address the daemon looks up at start. */
 export type Outbound = { addr: Uint8Array } | { ifname: string };
@@ -268,6 +276,15 @@ export const FLAGS: Record<string, FlagSpec> = {
     help: "forward guest flows to BINDIP:BINDPORT (any address; default the gateway) to a " +
       "host target (default 127.0.0.1 / ::1), whatever the firewall says; PROTO tcp or udp",
   },
+  "forward-splice": {
+    type: "string",
+    arg: "auto|always|never",
+    default: "auto",
+    help: "-L/API TCP forwards to the guest's address: splice(2) the client to a socket made " +
+      "in the guest netns (the guest then sees its own address as the source); auto: only " +
+      "clients it would show as the gateway anyway (loopback, other family), never tcppp; " +
+      "rootless: never",
+  },
   "dns-ttl": {
     type: "string",
     arg: "DURATION",
@@ -411,6 +428,11 @@ function forwardFlag(flag: "L" | "R", values: unknown): ForwardSpec[] {
   });
 }
 
+function spliceFlag(value: string): SpliceMode {
+  if (value === "auto" || value === "always" || value === "never") return value;
+  throw invalid("forward-splice", value, 'must be "auto", "always" or "never"');
+}
+
 /** A Go duration ("5s", "1m30s", "500ms") or plain seconds, in ms. */
 function durationFlag(flag: string, value: string): number {
   const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -541,6 +563,7 @@ export function parseConfig(argv: string[]): ParseResult {
         ? null
         : nonEmpty("api-socket", v["api-socket"] as string),
       dnsTtlMs: durationFlag("dns-ttl", str("dns-ttl")),
+      forwardSplice: spliceFlag(str("forward-splice")),
     },
   };
 }

@@ -16,7 +16,8 @@ import { configureGuest } from "../ffi/netlink.ts";
 import { EPOLLIN, Poller } from "../ffi/poller.ts";
 import { netnsOwner, openGuestNetns } from "../ffi/userns.ts";
 import { WatchedFd, writeAndClose } from "../ffi/fd.ts";
-import { nsInode } from "../ffi/netns.ts";
+import { nsInode, withNetns } from "../ffi/netns.ts";
+import { TcpSocket } from "../ffi/socket.ts";
 import { type NetPlan, netPlanFrom } from "../stack/base/netplan.ts";
 import { Stack } from "../stack/mod.ts";
 import { openFirewall, prepareFirewall } from "../firewall/start.ts";
@@ -76,6 +77,25 @@ async function attach(cfg: Config, plan: NetPlan): Promise<Tap> {
   } finally {
     ns.close();
   }
+}
+
+/**
+ * Spliced forwards need a socket born in the guest netns: a short withNetns window per
+ * connection (socket + non-blocking connect; the socket keeps its netns afterwards). Rootless,
+ * slirpd cannot setns there (ffi/userns.ts) and a helper per connection would cost more than
+ * it saves: no splicing, the connections go through the tap.
+ */
+function guestSocketMaker(cfg: Config) {
+  if (cfg.forwardSplice === "never") return undefined;
+  if (netnsOwner(cfg.netns).foreign) {
+    if (cfg.forwardSplice === "always") {
+      console.error("[!] --forward-splice=always: rootless, forwards go through the tap");
+    }
+    return undefined;
+  }
+  const path = cfg.netns;
+  return (family: 4 | 6, addr: Uint8Array, port: number) =>
+    withNetns(path, () => TcpSocket.connect(family, addr, port));
 }
 
 /** Undo steps run last-in first-out, each once, even when an earlier one throws. */
@@ -145,6 +165,8 @@ async function build(
     // A forwarded client's address is the source the guest sees, unless it is on the sanity
     // block list (127.0.0.1, the guest's own network, ...): then the gateway's.
     forwardSourceOk: ((s) => (f, a) => !s.contains(f, a))(sanitySet(plan)),
+    forwardSplice: cfg.forwardSplice,
+    guestSocket: guestSocketMaker(cfg),
   });
   down.add(() => stack.close());
   poller.add(tap, EPOLLIN, () => stack.drainTap());
