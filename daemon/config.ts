@@ -75,7 +75,6 @@ export interface Config {
   forwardSplice: SpliceMode;
 }
 
-
 /** A bind address: literal, or an interface whose address the daemon looks up at start. */
 export type Outbound = { addr: Uint8Array } | { ifname: string };
 
@@ -278,12 +277,11 @@ export const FLAGS: Record<string, FlagSpec> = {
   },
   "forward-splice": {
     type: "string",
-    arg: "auto|always|never",
+    arg: "MODE",
     default: "auto",
-    help: "-L/API TCP forwards to the guest's address: splice(2) the client to a socket made " +
-      "in the guest netns (the guest then sees its own address as the source); auto: only " +
-      "clients it would show as the gateway anyway (loopback, other family), never tcppp; " +
-      "rootless: never",
+    help: "-L TCP to the guest's address: auto, always or never splice(2) it to a socket in " +
+      "the guest netns (the guest sees its own address); auto: only clients shown as the " +
+      "gateway anyway (loopback), not tcppp",
   },
   "dns-ttl": {
     type: "string",
