@@ -87,7 +87,11 @@ async function attach(cfg: Config, plan: NetPlan): Promise<Tap> {
  */
 function guestSocketMaker(cfg: Config) {
   if (cfg.forwardSplice === "never") return undefined;
-  if (netnsOwner(cfg.netns).foreign) {
+  let foreign = true;
+  try {
+    foreign = netnsOwner(cfg.netns).foreign;
+  } catch { /* cannot tell (no NS_GET_USERNS): do not splice */ }
+  if (foreign) {
     if (cfg.forwardSplice === "always") {
       console.error("[!] --forward-splice=always: rootless, forwards go through the tap");
     }

@@ -200,14 +200,18 @@ export class SplicedConn {
       this.#h.poller.remove(s);
       if (client) this.#cReg = false;
       else this.#gReg = false;
+      this.#pump(true, true);
+      return;
     }
-    this.#pump();
+    // Readable: the direction from this socket; writable: the one into it.
+    const readable = (ev & EPOLLIN) !== 0, writable = (ev & EPOLLOUT) !== 0;
+    this.#pump(client ? readable : writable, client ? writable : readable);
   }
 
-  #pump(): void {
+  #pump(upToo = true, downToo = true): void {
     const up = this.#up!, down = this.#down!;
-    let e = up.pump();
-    if (e === 0) e = down.pump();
+    let e = upToo ? up.pump() : 0;
+    if (e === 0 && downToo) e = down.pump();
     if (e !== 0) {
       this.#end(errnoName(e), true);
       return;

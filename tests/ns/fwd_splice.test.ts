@@ -219,3 +219,24 @@ Deno.test({
     assert.ok(!slirpd.stdout.includes("splice"), slirpd.stdout);
   },
 });
+
+Deno.test({
+  name: "fwd splice: auto keeps a network client's address; always splices it too",
+  ignore: SKIP !== null,
+  fn: async () => {
+    await using net = await makeHostNet();
+    await using guest = await makeNetns("guest");
+    const peer = await fwdPeer();
+    await using srv = guest.spawn(["python3", peer, "serve"]);
+    await srv.waitFor((b) => b.stdout.includes("ready"), 15_000, "guest servers");
+    for (const [mode, want] of [["auto", "192.0.2.2"], ["always", "10.0.2.100"]]) {
+      await using slirpd = await startSlirpd({
+        guest,
+        hostNs: net.host,
+        args: ["--configure", "--forward-splice", mode, "-L", "192.0.2.1:4007:10.0.2.100:7"],
+      });
+      const got = await py(net.remote, [peer, "tcp", "192.0.2.1", "4007"]);
+      assert.equal(got, `OK FROM ${want}`, `${mode}: ${slirpd.stdout}`);
+    }
+  },
+});
