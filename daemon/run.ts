@@ -86,7 +86,7 @@ async function attach(cfg: Config, plan: NetPlan): Promise<Tap> {
  * it saves: no splicing, the connections go through the tap.
  */
 function guestSocketMaker(cfg: Config) {
-  if (cfg.forwardSplice === "never") return undefined;
+  // (Made even with --forward-splice=never: the API's add_hostfwd may ask for it per forward.)
   let foreign = true;
   try {
     foreign = netnsOwner(cfg.netns).foreign;

@@ -201,7 +201,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "fwd splice: --forward-splice=never keeps the tap path (the gateway as the source)",
+  name: "fwd splice: never keeps the tap path (the gateway); the API's splice overrides it",
   ignore: SKIP !== null,
   fn: async () => {
     await using net = await makeHostNet();
@@ -209,14 +209,31 @@ Deno.test({
     const peer = await fwdPeer();
     await using srv = guest.spawn(["python3", peer, "serve"]);
     await srv.waitFor((b) => b.stdout.includes("ready"), 15_000, "guest servers");
-    await using slirpd = await startSlirpd({
-      guest,
-      hostNs: net.host,
-      args: ["--configure", "--forward-splice", "never", "-L", "4007:10.0.2.100:7"],
-    });
-    assert.equal(await py(net.host, [peer, "tcp", "127.0.0.1", "4007"]), "OK FROM 10.0.2.2");
-    await slirpd.waitFor((b) => b.stdout.includes("local-fwd done"), 10_000, "done line");
-    assert.ok(!slirpd.stdout.includes("splice"), slirpd.stdout);
+    const dir = await Deno.makeTempDir({ prefix: "slirpd-splice-" });
+    const sock = `${dir}/api.sock`;
+    try {
+      await using slirpd = await startSlirpd({
+        guest,
+        hostNs: net.host,
+        args: [
+          ...["--configure", "--forward-splice", "never", "-L", "4007:10.0.2.100:7"],
+          ...["--api-socket", sock],
+        ],
+      });
+      assert.equal(await py(net.host, [peer, "tcp", "127.0.0.1", "4007"]), "OK FROM 10.0.2.2");
+      await slirpd.waitFor((b) => b.stdout.includes("local-fwd done"), 10_000, "done line");
+      assert.ok(!slirpd.stdout.includes("splice"), slirpd.stdout);
+
+      const add = (a: object) => api(sock, { execute: "add_hostfwd", arguments: a });
+      const a = { proto: "tcp", host_addr: "127.0.0.1", host_port: 4078, guest_port: 7 };
+      assert.deepEqual(await add({ ...a, splice: "sometimes" }), {
+        error: { desc: "bad request: add_hostfwd: bad arguments.splice" },
+      });
+      assert.ok("return" in await add({ ...a, splice: "always" }));
+      assert.equal(await py(net.host, [peer, "tcp", "127.0.0.1", "4078"]), "OK FROM 10.0.2.100");
+    } finally {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
   },
 });
 
