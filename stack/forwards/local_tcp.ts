@@ -157,7 +157,7 @@ export class LocalTcp implements Forward {
     // Target port 0: the port the client connected to (or the one its PROXY header names).
     const guestPort = this.spec.targetPort || (pp?.dst?.port ?? this.#port);
     const src = sh.guestSource(family, client);
-    if (this.#splice(sock, label, ppNote, src, target, guestPort)) return;
+    if (pp === null && this.#splice(sock, label, src, target, guestPort)) return;
     const srcPort = sh.tcpPort(family, target, guestPort, src);
     const c = srcPort < 0
       ? null
@@ -178,7 +178,6 @@ export class LocalTcp implements Forward {
   #splice(
     sock: TcpSocket,
     label: string,
-    ppNote: string,
     src: Uint8Array,
     target: Uint8Array,
     guestPort: number,
@@ -199,7 +198,7 @@ export class LocalTcp implements Forward {
     if (!o.quiet) {
       const la = guest.localAddress();
       const from = la ? addrPort(la.addr, la.port) : "?";
-      full = `${label}/${from}-${addrPort(target, guestPort)} local-fwd ${ppNote}splice `;
+      full = `${label}/${from}-${addrPort(target, guestPort)} local-fwd splice `;
     }
     const c = new SplicedConn(sock, guest, {
       poller: o.poller,
