@@ -26,6 +26,11 @@ import { Timer, type TimerWheel } from "../flow/timers.ts";
 const PIPE_SIZE = 1 << 20;
 /** Read/write rounds per direction per event (then other sockets get their turn). */
 const PUMP_ROUNDS = 16;
+/**
+ * A read smaller than this that went straight through ends the pump without one more read
+ * (which would mostly say EAGAIN): the level-triggered EPOLLIN reports what comes next.
+ */
+const SMALL_READ = 64 * 1024;
 /** How long the guest service may take to accept the connection. */
 export const SPLICE_CONNECT_TIMEOUT_MS = 10_000;
 
@@ -41,6 +46,8 @@ class Half {
   shut = false;
   /** The last write into `to` found no room: wait for its EPOLLOUT. */
   blocked = false;
+  /** `from` is still in the poller (false after its EPOLLHUP: then read until EOF). */
+  polled = true;
 
   constructor(readonly from: TcpSocket, readonly to: TcpSocket, readonly pipe: Pipe) {}
 
@@ -49,8 +56,9 @@ class Half {
     const from = this.from.fd, to = this.to.fd, pw = this.pipe.w, pr = this.pipe.r;
     for (let i = 0; i < PUMP_ROUNDS; i++) {
       let progress = false;
+      let n = 0;
       if (!this.eof) {
-        const n = spliceMove(from, pw);
+        n = spliceMove(from, pw);
         if (n > 0) {
           this.queued += n;
           progress = true;
@@ -69,7 +77,7 @@ class Half {
           break;
         } else return m === 0 ? 32 /* EPIPE */ : -m;
       }
-      if (!progress) break;
+      if (!progress || (n > 0 && n < SMALL_READ && this.queued === 0 && this.polled)) break;
     }
     if (this.eof && this.queued === 0 && !this.shut) {
       this.shut = true;
@@ -200,6 +208,7 @@ export class SplicedConn {
       this.#h.poller.remove(s);
       if (client) this.#cReg = false;
       else this.#gReg = false;
+      (client ? this.#up : this.#down)!.polled = false;
       this.#pump(true, true);
       return;
     }
