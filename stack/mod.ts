@@ -215,6 +215,7 @@ export class Stack {
       udpTimeoutMs: opts.udpTimeoutMs ?? 120_000,
       sourceOk: opts.forwardSourceOk,
       splice: opts.forwardSplice,
+      connectTimeoutMs: opts.connectTimeoutMs,
       guestSocket: opts.guestSocket,
     });
     // A remote forward's address inside the guest's prefix is on the guest's link: answer ARP

@@ -61,6 +61,8 @@ export interface ForwardsOptions {
    * Default: never (the gateway address is used).
    */
   sourceOk?: (family: 4 | 6, addr: Uint8Array) => boolean;
+  /** --connect-timeout: how long a spliced connection's guest side may take (default 10 s). */
+  connectTimeoutMs?: number;
   /** --forward-splice: the default of local TCP forwards (default "never"). */
   splice?: SpliceMode;
   /**

@@ -203,6 +203,7 @@ export class LocalTcp implements Forward {
     const c = new SplicedConn(sock, guest, {
       poller: o.poller,
       wheel: o.wheel,
+      connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
       done: this.#onSpliceDone,
     });
     this.#spliced.set(c, full);

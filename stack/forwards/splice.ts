@@ -31,8 +31,6 @@ const PUMP_ROUNDS = 16;
  * (which would mostly say EAGAIN): the level-triggered EPOLLIN reports what comes next.
  */
 const SMALL_READ = 64 * 1024;
-/** How long the guest service may take to accept the connection. */
-export const SPLICE_CONNECT_TIMEOUT_MS = 10_000;
 
 /** One direction: `from` → pipe → `to`. */
 class Half {
@@ -96,6 +94,8 @@ class Half {
 export interface SpliceHooks {
   poller: PollerLike;
   wheel: TimerWheel;
+  /** How long the guest service may take to accept the connection (--connect-timeout). */
+  connectTimeoutMs: number;
   /** Called once when the connection ends: why ("" for a clean close). */
   done: (c: SplicedConn, why: string) => void;
 }
@@ -134,7 +134,7 @@ export class SplicedConn {
     this.#h.poller.add(this.guest, EPOLLOUT, (ev) => this.#onGuest(ev));
     this.#gReg = true;
     this.#gMask = EPOLLOUT;
-    this.#h.wheel.arm(this.#timer, SPLICE_CONNECT_TIMEOUT_MS);
+    this.#h.wheel.arm(this.#timer, this.#h.connectTimeoutMs);
   }
 
   /** Bytes client → guest ("l") and guest → client ("r"). */
