@@ -124,6 +124,7 @@ Deno.test({
           "--configure",
           ...["-L", "4007:10.0.2.100:7", "-L", "4009:10.0.2.100:9", "-L", "4019:10.0.2.100:19"],
           ...["-L", "4023:10.0.2.100:23", "-L", "4050:10.0.2.100:50", "--api-socket", sock],
+          ...["-L", "[::1]:4006:[fd00::100]:7"],
         ],
       });
       const h = net.host;
@@ -133,6 +134,7 @@ Deno.test({
       await t.step("the guest sees its own address; the log says splice", async () => {
         assert.equal(await py(h, [peer, "tcp", "127.0.0.1", "4007"]), "OK FROM 10.0.2.100");
         await slirpd.waitFor((b) => doneLine(4007).test(b.stdout), 10_000, "splice done line");
+        assert.equal(await py(h, [peer, "tcp", "::1", "4006"]), "OK FROM fd00::100");
       });
 
       await t.step("64 MB up and down, sha256 equal at both ends", async () => {
