@@ -16,8 +16,8 @@ import { configureGuest } from "../ffi/netlink.ts";
 import { EPOLLIN, Poller } from "../ffi/poller.ts";
 import { netnsOwner, openGuestNetns } from "../ffi/userns.ts";
 import { WatchedFd, writeAndClose } from "../ffi/fd.ts";
-import { nsInode, withNetns } from "../ffi/netns.ts";
-import { TcpSocket } from "../ffi/socket.ts";
+import { nsInode } from "../ffi/netns.ts";
+import { NetnsSocketPool } from "../ffi/nssock.ts";
 import { type NetPlan, netPlanFrom } from "../stack/base/netplan.ts";
 import { Stack } from "../stack/mod.ts";
 import { openFirewall, prepareFirewall } from "../firewall/start.ts";
@@ -80,12 +80,12 @@ async function attach(cfg: Config, plan: NetPlan): Promise<Tap> {
 }
 
 /**
- * Spliced forwards need a socket born in the guest netns: a short withNetns window per
- * connection (socket + non-blocking connect; the socket keeps its netns afterwards). Rootless,
- * slirpd cannot setns there (ffi/userns.ts) and a helper per connection would cost more than
- * it saves: no splicing, the connections go through the tap.
+ * Spliced forwards need sockets born in the guest netns: ffi/nssock.ts makes them in batches
+ * (one short withNetns window per batch) and they are connected from here. Rootless, slirpd
+ * cannot setns there (ffi/userns.ts) and a helper per connection would cost more than it
+ * saves: no splicing, the connections go through the tap.
  */
-function guestSocketMaker(cfg: Config) {
+function guestSockets(cfg: Config): NetnsSocketPool | null {
   // (Made even with --forward-splice=never: the API's add_hostfwd may ask for it per forward.)
   let foreign = true;
   try {
@@ -95,11 +95,9 @@ function guestSocketMaker(cfg: Config) {
     if (cfg.forwardSplice === "always") {
       console.error("[!] --forward-splice=always: rootless, forwards go through the tap");
     }
-    return undefined;
+    return null;
   }
-  const path = cfg.netns;
-  return (family: 4 | 6, addr: Uint8Array, port: number) =>
-    withNetns(path, () => TcpSocket.connect(family, addr, port));
+  return new NetnsSocketPool(cfg.netns);
 }
 
 /** Undo steps run last-in first-out, each once, even when an earlier one throws. */
@@ -144,6 +142,8 @@ async function build(
   down.add(() => poller.close());
   const fw = openFirewall(cfg, prepared, plan, poller, fwLog);
   down.add(() => fw.close());
+  const nsSockets = guestSockets(cfg);
+  if (nsSockets !== null) down.add(() => nsSockets.close());
   const stack = new Stack({
     plan,
     mtu: cfg.mtu,
@@ -170,7 +170,9 @@ async function build(
     // block list (127.0.0.1, the guest's own network, ...): then the gateway's.
     forwardSourceOk: ((s) => (f, a) => !s.contains(f, a))(sanitySet(plan)),
     forwardSplice: cfg.forwardSplice,
-    guestSocket: guestSocketMaker(cfg),
+    guestSocket: nsSockets === null
+      ? undefined
+      : (f: 4 | 6, a: Uint8Array, p: number) => nsSockets.connect(f, a, p),
   });
   down.add(() => stack.close());
   poller.add(tap, EPOLLIN, () => stack.drainTap());

@@ -32,6 +32,20 @@ const PUMP_ROUNDS = 16;
  */
 const SMALL_READ = 64 * 1024;
 
+/** Empty pipes kept from ended connections for the next ones (two per connection). */
+const SPARE_PIPES = 32;
+const spare: Pipe[] = [];
+
+function pipe(): Pipe {
+  return spare.pop() ?? new Pipe(PIPE_SIZE);
+}
+
+/** Back to the spares when empty (its bytes would leak into the next connection otherwise). */
+function release(p: Pipe, empty: boolean): void {
+  if (empty && spare.length < SPARE_PIPES) spare.push(p);
+  else p.close();
+}
+
 /** One direction: `from` → pipe → `to`. */
 class Half {
   /** Bytes in the pipe. */
@@ -107,7 +121,6 @@ export class SplicedConn {
   readonly guest: TcpSocket;
   #up: Half | null = null; // client → guest
   #down: Half | null = null; // guest → client
-  #pipes: Pipe[] = [];
   #connecting = true;
   #ended = false;
   /** Registered in the poller, and the mask last set. */
@@ -159,13 +172,11 @@ export class SplicedConn {
       return;
     }
     try {
-      const up = new Pipe(PIPE_SIZE);
-      this.#pipes.push(up);
-      const down = new Pipe(PIPE_SIZE);
-      this.#pipes.push(down);
-      this.#up = new Half(this.client, this.guest, up);
-      this.#down = new Half(this.guest, this.client, down);
+      this.#up = new Half(this.client, this.guest, pipe());
+      this.#down = new Half(this.guest, this.client, pipe());
     } catch (e) {
+      if (this.#up !== null) release(this.#up.pipe, true);
+      this.#up = null;
       this.#end(`pipe: ${e instanceof Error ? e.message : e}`, true);
       return;
     }
@@ -260,8 +271,7 @@ export class SplicedConn {
       this.client.close();
       this.guest.close();
     }
-    for (const p of this.#pipes) p.close();
-    this.#pipes = [];
+    for (const h of [this.#up, this.#down]) if (h !== null) release(h.pipe, h.queued === 0);
     this.#h.done(this, why);
   }
 }
