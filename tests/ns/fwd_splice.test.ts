@@ -75,6 +75,26 @@ except (ConnectionResetError, ConnectionRefusedError, BrokenPipeError):
     print("OK closed reset")
 `;
 
+// 40 connections one after the other (more than one batch of guest-netns sockets), 10 at once.
+const MANY_CLIENT = String.raw`
+import socket, sys
+for round in range(4):
+    conns = [socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20) for _ in range(10)]
+    for c in conns:
+        c.sendall(b"ping")
+        c.shutdown(socket.SHUT_WR)
+    for c in conns:
+        got = b""
+        while True:
+            d = c.recv(100)
+            if not d:
+                break
+            got += d
+        assert got == b"FROM 10.0.2.100\nping", got
+        c.close()
+print("OK 40")
+`;
+
 const MB64 = String(64 << 20);
 
 async function py(ns: Netns, args: string[], timeoutMs = 60_000): Promise<string> {
@@ -135,6 +155,10 @@ Deno.test({
         assert.equal(await py(h, [peer, "tcp", "127.0.0.1", "4007"]), "OK FROM 10.0.2.100");
         await slirpd.waitFor((b) => doneLine(4007).test(b.stdout), 10_000, "splice done line");
         assert.equal(await py(h, [peer, "tcp", "::1", "4006"]), "OK FROM fd00::100");
+      });
+
+      await t.step("40 connections, 10 at once (guest sockets come in batches)", async () => {
+        assert.equal(await py(h, ["-c", MANY_CLIENT, "4007"]), "OK 40");
       });
 
       await t.step("64 MB up and down, sha256 equal at both ends", async () => {
