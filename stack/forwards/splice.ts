@@ -66,7 +66,9 @@ class Half {
   /** Moves what it can; 0, or the errno that ends the connection. */
   pump(): number {
     const from = this.from.fd, to = this.to.fd, pw = this.pipe.w, pr = this.pipe.r;
-    for (let i = 0; i < PUMP_ROUNDS; i++) {
+    // A `from` out of the poller (hung up) reports nothing more: read it to EOF now (bounded:
+    // nothing new can arrive on it), unless the writer blocks.
+    for (let i = 0; i < PUMP_ROUNDS || !this.polled; i++) {
       let progress = false;
       let n = 0;
       if (!this.eof) {
