@@ -17,7 +17,8 @@
 // may be IPv6, and host_addr 0.0.0.0 with tcp/udp listens on both families. Forwards added
 // here and -L/-R from the command line are one table (stack/forwards/mod.ts): ids count up from 1
 // and are never reused, list_hostfwd shows the local ones of both, and removing one closes its
-// listener and its live connections. The data plane keeps running while a request is served:
+// listener and its live connections. add_hostfwd also takes "splice": "auto"|"always"|"never"
+// (--forward-splice for this one forward; README). The data plane keeps running while a request is served:
 // this is control plane on Deno's own async I/O (the poller yields to it), not the FFI loop.
 // At most API_MAX_CONNS connections are served at once; more are closed unanswered (slirp4netns
 // serves one at a time).
@@ -119,7 +120,13 @@ export class ApiHandler {
     } else return bad("guest_addr");
     const guestPort = port(a.guest_port);
     if (guestPort === 0) return bad("guest_port");
+    // slirpd's own extension: "splice": "auto" | "always" | "never" for this forward.
+    const splice = a.splice;
+    if (splice !== undefined && splice !== "auto" && splice !== "always" && splice !== "never") {
+      return bad("splice");
+    }
     const spec: ForwardSpec = {
+      splice,
       dir: "local",
       network: a.proto as string,
       proto: p.proto,

@@ -11,7 +11,12 @@ import { parseArgs } from "./flags.ts";
 import { type FlagRules, parseRules, RuleError } from "../firewall/rules.ts";
 import { parseIp } from "../stack/wire/bytes.ts";
 import { type Cidr, CIDR4_MAX_LEN, CIDR6_MAX_LEN, parseCidr } from "../stack/base/netplan.ts";
-import { type ForwardSpec, parseForwardSpec, SpecError } from "../stack/forwards/spec.ts";
+import {
+  type ForwardSpec,
+  parseForwardSpec,
+  SpecError,
+  type SpliceMode,
+} from "../stack/forwards/spec.ts";
 
 export interface Config {
   /** Path of the guest's network namespace (`/proc/PID/ns/net` or a bind mount). */
@@ -79,6 +84,8 @@ export interface Config {
   exitWithParent: boolean;
   /** -maxprocs: accepted for slirpnetstack (slirpd's packet path is one thread). */
   maxprocs: number;
+  /** --forward-splice: when a -L TCP connection into the guest is spliced (stack/forwards). */
+  forwardSplice: SpliceMode;
 }
 
 /** Where -m serves: `tcp://HOST:PORT` (port 0: any free one) or `unix://PATH`. */
@@ -302,6 +309,14 @@ export const FLAGS: Record<string, FlagSpec> = {
       "udprpc (a flow ends with its first answer); " +
       "the target may be name@srv-PORT or [name@srv-IP:PORT] (DNS SRV)",
   },
+  "forward-splice": {
+    type: "string",
+    arg: "MODE",
+    default: "auto",
+    help: "-L TCP to the guest's address: auto, always or never splice(2) it to a socket in " +
+      "the guest netns (the guest sees its own address); auto: only clients shown as the " +
+      "gateway anyway (loopback), not tcppp",
+  },
   "dns-ttl": {
     type: "string",
     arg: "DURATION",
@@ -500,6 +515,11 @@ function forwardFlag(flag: "L" | "R", values: unknown): ForwardSpec[] {
   });
 }
 
+function spliceFlag(value: string): SpliceMode {
+  if (value === "auto" || value === "always" || value === "never") return value;
+  throw invalid("forward-splice", value, 'must be "auto", "always" or "never"');
+}
+
 /** A Go duration ("5s", "1m30s", "500ms") or plain seconds, in ms. */
 function durationFlag(flag: string, value: string): number {
   const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -659,6 +679,7 @@ export function parseConfig(argv: string[]): ParseResult {
       metrics,
       exitWithParent: Boolean(v["exit-with-parent"]),
       maxprocs: v.maxprocs === undefined ? 0 : intFlag("maxprocs", v.maxprocs as string, 0, 4096),
+      forwardSplice: spliceFlag(str("forward-splice")),
     },
   };
 }

@@ -29,6 +29,8 @@ import { EPOLLIN, Poller } from "../ffi/poller.ts";
 import { WatchedFd, writeAndClose } from "../ffi/fd.ts";
 import { NetnsWatch } from "../ffi/nswatch.ts";
 import { attachGuest } from "./attach.ts";
+import { NetnsSocketPool } from "../ffi/nssock.ts";
+import { canReturnHome, netnsOwner } from "../ffi/userns.ts";
 import { type NetPlan, netPlanFrom } from "../stack/base/netplan.ts";
 import { Stack } from "../stack/mod.ts";
 import { openFirewall, type PreparedFirewall, prepareFirewall } from "../firewall/start.ts";
@@ -47,6 +49,37 @@ export const EXIT_METRICS = 254;
 export const EXIT_PCAP = 250;
 export const EXIT_LISTEN = 247;
 export const EXIT_RESOLVE = 246;
+
+/**
+ * Spliced forwards need sockets born in the guest netns: ffi/nssock.ts makes them in batches
+ * (one short withNetns window per batch) and they are connected from here. Rootless, slirpd
+ * cannot setns there (ffi/userns.ts) and a helper per connection would cost more than it
+ * saves: no splicing, the connections go through the tap.
+ */
+function guestSockets(cfg: Config): NetnsSocketPool | null {
+  // (Made even with --forward-splice=never: the API's add_hostfwd may ask for it per forward.)
+  // Not with -fd (no netns), nor confined: --enable-sandbox drops the capability a setns
+  // needs and hides /proc, --enable-seccomp denies setns itself.
+  let why = "";
+  if (cfg.linkFd !== null) why = "-fd has no guest namespace";
+  else if (cfg.sandbox || cfg.seccomp) why = "confined (--enable-sandbox/--enable-seccomp)";
+  else {
+    try {
+      // The setns windows need the way back (ffi/userns.ts canReturnHome) and no user
+      // namespace to enter (rootless: a helper per connection would cost more than it saves).
+      if (!canReturnHome() || netnsOwner(cfg.netns).foreign) why = "rootless";
+    } catch {
+      why = "cannot tell whether a setns window is possible";
+    }
+  }
+  if (why !== "") {
+    if (cfg.forwardSplice === "always") {
+      console.error(`[!] --forward-splice=always: ${why}, forwards go through the tap`);
+    }
+    return null;
+  }
+  return new NetnsSocketPool(cfg.netns);
+}
 
 /** Undo steps run last-in first-out, each once, even when an earlier one throws. */
 class Teardown {
@@ -164,6 +197,8 @@ async function build(
   down.add(() => poller.close());
   const fw = openFirewall(cfg, prepared, plan, poller, fwLog);
   down.add(() => fw.close());
+  const nsSockets = guestSockets(cfg);
+  if (nsSockets !== null) down.add(() => nsSockets.close());
   const stack = new Stack({
     plan,
     mtu: cfg.mtu,
@@ -189,6 +224,10 @@ async function build(
     // A forwarded client's address is the source the guest sees, unless it is on the sanity
     // block list (127.0.0.1, the guest's own network, ...): then the gateway's.
     forwardSourceOk: ((s) => (f, a) => !s.contains(f, a))(sanitySet(plan)),
+    forwardSplice: cfg.forwardSplice,
+    guestSocket: nsSockets === null
+      ? undefined
+      : (f: 4 | 6, a: Uint8Array, p: number) => nsSockets.connect(f, a, p),
   });
   down.add(() => stack.close());
   poller.add(tap, EPOLLIN, () => stack.drainTap());

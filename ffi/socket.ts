@@ -161,6 +161,27 @@ export class TcpSocket {
   }
 
   /**
+   * A TCP socket not connected yet (non-blocking, close-on-exec), for `connectTo` later: its
+   * network namespace is the one current now (ffi/nssock.ts makes them in the guest's).
+   * Throws SyscallError.
+   */
+  static open(family: Family): TcpSocket {
+    return new TcpSocket(openSocket(family, SOCK_STREAM, 0), family);
+  }
+
+  /**
+   * Non-blocking connect of a socket from open(), as connect() does it: an immediate failure
+   * is recorded in `pendingError`, otherwise wait for EPOLLOUT.
+   */
+  connectTo(addr: Uint8Array, port: number): void {
+    const len = writeSockaddr(scratch, SA, this.family, addr, port);
+    if (libc.connect(this.#fd, P_SA, len) !== 0) {
+      const e = errno();
+      if (e !== EINPROGRESS) this.pendingError = e;
+    }
+  }
+
+  /**
    * Outcome of the connect: 0 when connected (call it on EPOLLOUT/EPOLLERR/EPOLLHUP; before
    * that 0 only means "no error yet"), else the errno (ECONNREFUSED, ETIMEDOUT, ...).
    * Reading SO_ERROR clears it, so the answer is given once.

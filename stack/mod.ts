@@ -34,6 +34,7 @@ import { Reassembler } from "./ip/reasm.ts";
 import { UdpStack } from "./udp/mod.ts";
 import { Ping } from "./icmp/ping.ts";
 import { Forwards } from "./forwards/mod.ts";
+import type { SpliceMode } from "./forwards/spec.ts";
 import { bytesEqual, formatIp } from "./wire/bytes.ts";
 import type { Conn } from "./tcp/conn.ts";
 import type { Policy } from "./base/names.ts";
@@ -78,6 +79,9 @@ export interface StackOptions {
    * list)? Absent: never, the gateway address is used.
    */
   forwardSourceOk?: (family: 4 | 6, addr: Uint8Array) => boolean;
+  /** --forward-splice and the guest-netns socket maker (stack/forwards/splice.ts). */
+  forwardSplice?: SpliceMode;
+  guestSocket?: (family: 4 | 6, addr: Uint8Array, port: number) => TcpSocket;
 }
 
 /** Frames handled per readiness callback before host sockets get their turn. */
@@ -252,6 +256,9 @@ export class Stack {
       dnsTtlMs: opts.dnsTtlMs ?? 5000,
       udpTimeoutMs: opts.udpTimeoutMs ?? 120_000,
       sourceOk: opts.forwardSourceOk,
+      splice: opts.forwardSplice,
+      connectTimeoutMs: opts.connectTimeoutMs,
+      guestSocket: opts.guestSocket,
     });
     // A remote forward's address inside the guest's prefix is on the guest's link: answer ARP
     // and NDP for it (never for the guest's own address).

@@ -1,20 +1,28 @@
 // Port forward throughput: iperf3 through slirpd -L, slirp4netns add_hostfwd (its
-// --api-socket) and pasta -t, side by side.
+// --api-socket) and pasta -t, side by side, from two kinds of client.
 //
 //   deno run --allow-all scripts/bench/forward.ts [--runs N] [--quick] [--mtu 1500,65520]
 //                                                 [--only slirpd,slirp4netns,pasta]
+//                                                 [--clients loopback,remote]
 //
 // Per tool × MTU, made fresh and torn down afterwards (also on Ctrl-C): an isolated host
 // namespace (tests/support/harness.ts makeHostNet: 192.0.2.1 on a veth to the "remote" peer
 // namespace, no route anywhere else), a guest namespace the tool is attached to with the
-// iperf3 server in it, and the tool forwarding 192.0.2.1:15201 to 10.0.2.100:5201. The iperf3
-// client runs in the remote namespace: a non-loopback client, so pasta cannot take its
-// loopback splice shortcut and every tool carries the bytes over the guest's tap (checked with
-// the tap's counters: a run counts only if ≥ 90% of the bytes crossed it). Directions: h→g
-// (client sends into the guest) and g→h (iperf3 -R). Every run has a process timeout.
+// iperf3 server in it, and the tool forwarding port 15201 on every host address to
+// 10.0.2.100:5201 (each tool with its defaults otherwise). Two clients, two tables:
 //
-// Output: one table on stdout (receiver Gbit/s, median of the runs, and the sender's
-// retransmits); progress on stderr.
+// - loopback: iperf3 -c 127.0.0.1 in the host namespace. What most users do (`-p 8080`, `-L`
+//   reached from the same host). pasta splices such connections between two host-kernel
+//   sockets (its tap is not used), and so does slirpd with --forward-splice=auto (its
+//   default); slirp4netns carries them over its tap. The "tap" column says how much of the
+//   payload crossed the guest's tap.
+// - remote: iperf3 -c 192.0.2.1 from the peer namespace. A non-loopback client: no tool can
+//   splice it (the guest would lose the client's address), every tool carries the bytes over
+//   the guest's tap; a run counts only if ≥ 90% of the bytes crossed it.
+//
+// Directions: h→g (client sends into the guest) and g→h (iperf3 -R). Every run has a process
+// timeout. Output: the two tables on stdout (receiver Gbit/s, median of the runs, and the
+// sender's retransmits); progress on stderr.
 
 import { parseArgs } from "node:util";
 import {
@@ -42,17 +50,25 @@ const { values } = parseArgs({
     quick: { type: "boolean", default: false },
     mtu: { type: "string", default: "1500,65520" },
     only: { type: "string" },
+    clients: { type: "string", default: "loopback,remote" },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help) {
-  console.log("usage: bench_forward.ts [--runs N] [--quick] [--mtu 1500,65520] [--only TOOLS]");
+  console.log(
+    "usage: forward.ts [--runs N] [--quick] [--mtu 1500,65520] [--only TOOLS] " +
+      "[--clients loopback,remote]",
+  );
   Deno.exit(0);
 }
 const runs = Math.max(1, Math.min(10, Number(values.runs) || 1));
 const seconds = values.quick ? 2 : 5;
 const mtus = values.mtu.split(",").map(Number).filter((m) => m >= 1280 && m <= 65520);
 const tools = values.only ? TOOLS.filter((t) => values.only!.split(",").includes(t)) : TOOLS;
+type Client = "loopback" | "remote";
+const clients = (["loopback", "remote"] as Client[]).filter((c) =>
+  values.clients.split(",").includes(c)
+);
 const log = (s: string) => console.error(`bench_forward: ${s}`);
 
 /** What one cell made, newest first: disposed in reverse (and on a signal). */
@@ -118,7 +134,7 @@ async function startTool(tool: Tool, host: Netns, guest: Netns, mtu: number, dir
     argv = [
       ...(bin ? [bin] : [Deno.execPath(), "run", "--allow-all", MAIN_TS]),
       ...["--netns", guest.path, "--configure", "--mtu", String(mtu), "--quiet"],
-      ...["-L", `${HOST4}:${FWD_PORT}:${GUEST4}:${IPERF_PORT}`],
+      ...["-L", `0.0.0.0:${FWD_PORT}:${GUEST4}:${IPERF_PORT}`],
     ];
   } else if (tool === "slirp4netns") {
     argv = [
@@ -134,7 +150,7 @@ async function startTool(tool: Tool, host: Netns, guest: Netns, mtu: number, dir
     argv = [
       ...["pasta", "-f", "-q", "--runas", "0", "--config-net", "-m", String(mtu)],
       ...["-a", GUEST4, "-n", "24", "-g", "10.0.2.2", "-I", ifname, "-i", await hostIf(host)],
-      ...["-4", "-t", `${HOST4}/${FWD_PORT}:${IPERF_PORT}`, "-u", "none", "-T", "none"],
+      ...["-4", "-t", `${FWD_PORT}:${IPERF_PORT}`, "-u", "none", "-T", "none"],
       ...["-U", "none", "--netns", guest.path],
     ];
   }
@@ -160,7 +176,7 @@ async function startTool(tool: Tool, host: Netns, guest: Netns, mtu: number, dir
       execute: "add_hostfwd",
       arguments: {
         proto: "tcp",
-        host_addr: HOST4,
+        host_addr: "0.0.0.0",
         host_port: FWD_PORT,
         guest_addr: GUEST4,
         guest_port: IPERF_PORT,
@@ -183,14 +199,18 @@ async function tapBytes(guest: Netns, ifname: string, dir: "rx" | "tx"): Promise
 interface Run {
   gbps: number;
   retr: number;
+  /** Share of the payload that crossed the guest's tap (0..1). */
+  tap: number;
 }
 
-/** One bounded iperf3 run from the remote namespace through the forward. */
+/** One bounded iperf3 run through the forward, from `client` to `addr`. */
 async function iperf(
-  remote: Netns,
+  client: Netns,
+  addr: string,
   guest: Netns,
   ifname: string,
   reverse: boolean,
+  needTap: boolean,
 ): Promise<Run | string> {
   await using srv = guest.spawn(["iperf3", "-s", "-1", "-p", String(IPERF_PORT)]);
   await waitFor("the iperf3 server", 10_000, async () => {
@@ -202,8 +222,8 @@ async function iperf(
   const dir = reverse ? "tx" : "rx";
   const before = await tapBytes(guest, ifname, dir);
   const r = await run([
-    ...remote.prefix(),
-    ...["iperf3", "-c", HOST4, "-p", String(FWD_PORT), "-t", String(seconds), "-J"],
+    ...client.prefix(),
+    ...["iperf3", "-c", addr, "-p", String(FWD_PORT), "-t", String(seconds), "-J"],
     ...["--connect-timeout", "5000", ...(reverse ? ["-R"] : [])],
   ], { timeoutMs: (seconds + 20) * 1000 });
   const through = await tapBytes(guest, ifname, dir) - before;
@@ -217,8 +237,14 @@ async function iperf(
   const bps = j.end?.sum_received?.bits_per_second;
   const bytes = j.end?.sum_received?.bytes ?? 0;
   if (bps === undefined) return "iperf3 reported nothing";
-  if (!(through >= bytes * 0.9)) return `only ${through} of ${bytes} bytes crossed the tap`;
-  return { gbps: Math.round(bps / 1e7) / 100, retr: j.end?.sum_sent?.retransmits ?? NaN };
+  if (needTap && !(through >= bytes * 0.9)) {
+    return `only ${through} of ${bytes} bytes crossed the tap`;
+  }
+  return {
+    gbps: Math.round(bps / 1e7) / 100,
+    retr: j.end?.sum_sent?.retransmits ?? NaN,
+    tap: bytes > 0 ? Math.min(1, through / bytes) : NaN,
+  };
 }
 
 function median(xs: number[]): number {
@@ -226,13 +252,15 @@ function median(xs: number[]): number {
   return s.length === 0 ? NaN : s[Math.floor(s.length / 2)];
 }
 
-const table: string[][] = [["tool", "mtu", "h→g Gbit/s", "retr", "g→h Gbit/s", "retr"]];
+const HEAD = ["tool", "mtu", "h→g Gbit/s", "retr", "tap", "g→h Gbit/s", "retr", "tap"];
+const tables = new Map<Client, string[][]>(clients.map((c) => [c, [HEAD]]));
 const notes: string[] = [];
+const pct = (x: number) => Number.isNaN(x) ? "?" : `${Math.round(x * 100)}%`;
 for (const tool of tools) {
   for (const mtu of mtus) {
-    const row = [tool, String(mtu)];
+    const rows = new Map<Client, string[]>(clients.map((c) => [c, [tool, String(mtu)]]));
     if (!installed(tool)) {
-      table.push([...row, "not installed", "", "", ""]);
+      for (const c of clients) tables.get(c)!.push([tool, String(mtu), "not installed"]);
       continue;
     }
     const dir = await Deno.makeTempDir({ prefix: "bench-fwd-" });
@@ -242,41 +270,54 @@ for (const tool of tools) {
       const guest = await makeNetns("bfwd");
       scope.push(guest);
       const ifname = await startTool(tool, net.host, guest, mtu, dir);
-      for (const reverse of [false, true]) {
-        const got: Run[] = [];
-        let why = "";
-        for (let i = 0; i < runs; i++) {
-          const r = await iperf(net.remote, guest, ifname, reverse);
-          if (typeof r === "string") why = r;
-          else got.push(r);
-          log(`${tool} mtu ${mtu} ${reverse ? "g→h" : "h→g"}: ${JSON.stringify(r)}`);
-        }
-        if (got.length === 0) {
-          row.push("fail", "");
-          notes.push(`${tool} mtu ${mtu} ${reverse ? "g→h" : "h→g"}: ${why}`);
-        } else {
-          row.push(
-            median(got.map((g) => g.gbps)).toFixed(2),
-            String(median(got.map((g) => g.retr))),
-          );
+      for (const client of clients) {
+        const row = rows.get(client)!;
+        const [ns, addr] = client === "loopback" ? [net.host, "127.0.0.1"] : [net.remote, HOST4];
+        for (const reverse of [false, true]) {
+          const got: Run[] = [];
+          let why = "";
+          for (let i = 0; i < runs; i++) {
+            const r = await iperf(ns, addr, guest, ifname, reverse, client === "remote");
+            if (typeof r === "string") why = r;
+            else got.push(r);
+            log(`${tool} mtu ${mtu} ${client} ${reverse ? "g→h" : "h→g"}: ${JSON.stringify(r)}`);
+          }
+          if (got.length === 0) {
+            row.push("fail", "", "");
+            notes.push(`${tool} mtu ${mtu} ${client} ${reverse ? "g→h" : "h→g"}: ${why}`);
+          } else {
+            row.push(
+              median(got.map((g) => g.gbps)).toFixed(2),
+              String(median(got.map((g) => g.retr))),
+              pct(median(got.map((g) => g.tap))),
+            );
+          }
         }
       }
     } catch (e) {
-      while (row.length < 6) row.push("fail");
       notes.push(`${tool} mtu ${mtu}: ${e instanceof Error ? e.message : e}`);
     } finally {
       await disposeAll();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
-    table.push(row);
+    for (const c of clients) {
+      const row = rows.get(c)!;
+      while (row.length < HEAD.length) row.push("fail");
+      tables.get(c)!.push(row);
+    }
   }
 }
 
-const widths = table[0].map((_, i) => Math.max(...table.map((r) => (r[i] ?? "").length)));
-console.log(
-  `\nport forward throughput (iperf3 -t ${seconds}, ${runs} run(s), client in a peer namespace)`,
-);
-for (const r of table) console.log(r.map((c, i) => (c ?? "").padEnd(widths[i])).join("  "));
+const WHAT: Record<Client, string> = {
+  loopback: "client on the host's 127.0.0.1 (what most users do; splicing allowed)",
+  remote: "client in a peer namespace via 192.0.2.1 (no splicing: the tap path)",
+};
+for (const c of clients) {
+  const table = tables.get(c)!;
+  const widths = table[0].map((_, i) => Math.max(...table.map((r) => (r[i] ?? "").length)));
+  console.log(`\nport forward throughput, ${WHAT[c]} (iperf3 -t ${seconds}, ${runs} run(s))`);
+  for (const r of table) console.log(r.map((x, i) => (x ?? "").padEnd(widths[i])).join("  "));
+}
 for (const n of notes) console.log(`  ${n}`);
 Deno.removeSignalListener("SIGINT", onSignal);
 Deno.removeSignalListener("SIGTERM", onSignal);

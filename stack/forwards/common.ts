@@ -9,7 +9,9 @@ import type { TimerWheel } from "../flow/timers.ts";
 import type { TcpStack } from "../tcp/mod.ts";
 import type { PollerLike } from "../base/names.ts";
 import type { UdpStack } from "../udp/mod.ts";
-import type { ForwardSpec } from "./spec.ts";
+import type { TcpSocket } from "../../ffi/socket.ts";
+import { bytesEqual } from "../wire/bytes.ts";
+import type { ForwardSpec, SpliceMode } from "./spec.ts";
 
 /** One row of the forward table (the API socket's list_hostfwd shows the local ones). */
 export interface ForwardEntry {
@@ -63,6 +65,16 @@ export interface ForwardsOptions {
    * Default: never (the gateway address is used).
    */
   sourceOk?: (family: 4 | 6, addr: Uint8Array) => boolean;
+  /** --connect-timeout: how long a spliced connection's guest side may take (default 10 s). */
+  connectTimeoutMs?: number;
+  /** --forward-splice: the default of local TCP forwards (default "never"). */
+  splice?: SpliceMode;
+  /**
+   * A non-blocking TCP socket made inside the guest's netns, connecting to addr:port there
+   * (stack/forwards/splice.ts). Absent: no splicing (rootless: slirpd cannot enter the netns).
+   * Throws SyscallError when the socket cannot be made.
+   */
+  guestSocket?: (family: 4 | 6, addr: Uint8Array, port: number) => TcpSocket;
 }
 
 /** Ephemeral ports for the sources of flows slirpd opens toward the guest. */
@@ -98,6 +110,22 @@ export class FwdShared {
     const gw = family === 4 ? this.o.plan.gateway4 : this.o.plan.gateway6;
     if (client === null || client.length !== (family === 4 ? 4 : 16)) return gw;
     return this.o.sourceOk?.(family, client) ? client : gw;
+  }
+
+  /** Whether `addr` is the guest's own address (what a socket in its netns reaches locally). */
+  isGuest(addr: Uint8Array): boolean {
+    const p = this.o.plan;
+    return addr.length === 4
+      ? bytesEqual(addr, 0, p.guest4, 0, 4)
+      : bytesEqual(addr, 0, p.guest6, 0, 16);
+  }
+
+  /** Whether `src` (a guestSource answer) is the gateway: the client's address is not shown. */
+  isGateway(src: Uint8Array): boolean {
+    const p = this.o.plan;
+    return src.length === 4
+      ? bytesEqual(src, 0, p.gateway4, 0, 4)
+      : bytesEqual(src, 0, p.gateway6, 0, 16);
   }
 
   #port(): number {

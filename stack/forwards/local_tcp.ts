@@ -7,6 +7,12 @@
 // address the PROXY header names. The header is read with MSG_PEEK (edge-triggered, so a
 // partial header does not spin the loop) and only its bytes are consumed, so what the client
 // sent after it stays in the socket for the engine.
+//
+// --forward-splice (splice.ts): a connection to the guest's own address may instead be joined
+// by splice(2) to a socket made inside the guest netns, bypassing the tap and the engine. auto
+// does so only when the guest would see the gateway anyway (a loopback or other-family
+// client), always for every client, never not at all; tcppp forwards never splice (their
+// point is the client address). Without a way into the netns (rootless) nothing is spliced.
 
 import { EAGAIN, ECONNABORTED, EINTR, errnoName } from "../../ffi/errno.ts";
 import { EPOLLET } from "../../ffi/poller.ts";
@@ -27,6 +33,7 @@ import {
   retryable,
   unmap,
 } from "./common.ts";
+import { SplicedConn } from "./splice.ts";
 import {
   parseProxyHeader,
   PP_BAD,
@@ -63,6 +70,9 @@ export class LocalTcp implements Forward {
   /** Live connections and their log label ("" with --quiet). */
   readonly #conns = new Map<Conn, string>();
   readonly #pending = new Set<Pending>();
+  /** Live spliced connections and their log label. */
+  readonly #spliced = new Map<SplicedConn, string>();
+  readonly #onSpliceDone = (c: SplicedConn, why: string) => this.#spliceDone(c, why);
   /** Re-arms the listener after an accept() failure paused it. */
   readonly #resume = new Timer(() => this.#resumeAccept());
   readonly #onClosed = (c: Conn) => this.#closed(c);
@@ -154,6 +164,7 @@ export class LocalTcp implements Forward {
     // Target port 0: the port the client connected to (or the one its PROXY header names).
     const guestPort = this.target.port || this.spec.targetPort || (pp?.dst?.port ?? this.#port);
     const src = sh.guestSource(family, client);
+    if (pp === null && this.#splice(sock, label, src, target, guestPort)) return;
     const srcPort = sh.tcpPort(family, target, guestPort, src);
     const c = srcPort < 0
       ? null
@@ -168,6 +179,52 @@ export class LocalTcp implements Forward {
     const full = sh.o.quiet ? "" : `${label}/${guestSide} local-fwd ${ppNote}`;
     this.#conns.set(c, full);
     sh.log(`[+] ${full}conn`);
+  }
+
+  /** Starts a spliced connection when the forward's mode says so; false: use the engine. */
+  #splice(
+    sock: TcpSocket,
+    label: string,
+    src: Uint8Array,
+    target: Uint8Array,
+    guestPort: number,
+  ): boolean {
+    const o = this.sh.o;
+    const mode = this.spec.splice ?? o.splice ?? "never";
+    if (mode === "never" || this.spec.proxy || o.guestSocket === undefined) return false;
+    if (!this.sh.isGuest(target)) return false;
+    if (mode === "auto" && !this.sh.isGateway(src)) return false;
+    let guest: TcpSocket;
+    try {
+      guest = o.guestSocket(target.length === 4 ? 4 : 6, target, guestPort);
+    } catch (e) {
+      this.sh.log(`[!] ${label} local-fwd splice: ${reason(e)}; through the tap instead`);
+      return false;
+    }
+    let full = "";
+    if (!o.quiet) {
+      const la = guest.localAddress();
+      const from = la ? addrPort(la.addr, la.port) : "?";
+      full = `${label}/${from}-${addrPort(target, guestPort)} local-fwd splice `;
+    }
+    const c = new SplicedConn(sock, guest, {
+      poller: o.poller,
+      wheel: o.wheel,
+      connectTimeoutMs: o.connectTimeoutMs ?? 10_000,
+      done: this.#onSpliceDone,
+    });
+    this.#spliced.set(c, full);
+    this.sh.log(`[+] ${full}conn`);
+    c.start();
+    return true;
+  }
+
+  #spliceDone(c: SplicedConn, why: string): void {
+    const full = this.#spliced.get(c);
+    if (full === undefined) return;
+    this.#spliced.delete(c);
+    const note = why ? ` (${why})` : "";
+    this.sh.log(`[-] ${full}done: l=${c.bytesUp} r=${c.bytesDown}${note}`);
   }
 
   #closed(c: Conn): void {
@@ -262,5 +319,6 @@ export class LocalTcp implements Forward {
     }
     // RST both ways: the forward is gone, so are its connections.
     for (const c of [...this.#conns.keys()]) this.sh.o.tcp.reset(c, "forward removed");
+    for (const c of [...this.#spliced.keys()]) c.abort("forward removed");
   }
 }

@@ -24,6 +24,12 @@ export { isV4Mapped };
 
 export type FwdDir = "local" | "remote";
 
+/**
+ * --forward-splice (stack/forwards/splice.ts): when a local TCP forward's connection is
+ * spliced to a socket made in the guest netns instead of going through the TCP engine.
+ */
+export type SpliceMode = "auto" | "always" | "never";
+
 export interface ForwardSpec {
   dir: FwdDir;
   /** As written: tcp, udp, tcppp (the API socket also gives tcp4, tcp6, udp4, udp6). */
@@ -42,6 +48,8 @@ export interface ForwardSpec {
   targetPort: number;
   /** The flag value as given (for messages). */
   text: string;
+  /** Per forward (the API's "splice" argument); absent: the --forward-splice default. */
+  splice?: SpliceMode;
 }
 
 /** A spec that does not parse; the message is the reason alone. */

@@ -20,7 +20,16 @@ Deno.test({
     await using slirpd = await startSlirpd({
       guest,
       hostNs: net.host,
-      args: ["--configure", "-L", "4009:10.0.2.100:9", "-L", "4019:10.0.2.100:19"],
+      // never: the TCP engine's path (fwd_splice.test.ts carries the spliced one).
+      args: [
+        "--configure",
+        "--forward-splice",
+        "never",
+        "-L",
+        "4009:10.0.2.100:9",
+        "-L",
+        "4019:10.0.2.100:19",
+      ],
     });
     const n = String(256 << 20);
     for (const [mode, port] of [["upload", "4009"], ["download", "4019"]]) {

@@ -49,7 +49,8 @@ Deno.test({
     await using guest = await makeNetns("guest");
     await using srv = guest.spawn(["python3", await fwdPeer(), "serve"]);
     await srv.waitFor((b) => b.stdout.includes("ready"), 15_000, "guest servers");
-    const args = ["--configure", "--udp-timeout", "2"];
+    // never: this asserts the tap path's source choice (fwd_splice.test.ts: the spliced path).
+    const args = ["--configure", "--udp-timeout", "2", "--forward-splice", "never"];
     for (const f of FORWARDS) args.push("-L", f);
     await using slirpd = await startSlirpd({ guest, hostNs: net.host, args });
     const h = net.host, r = net.remote;
