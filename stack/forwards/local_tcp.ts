@@ -223,6 +223,8 @@ export class LocalTcp implements Forward {
     const full = this.#spliced.get(c);
     if (full === undefined) return;
     this.#spliced.delete(c);
+    this.sh.bytes.localToGuest += c.bytesUp;
+    this.sh.bytes.localFromGuest += c.bytesDown;
     const note = why ? ` (${why})` : "";
     this.sh.log(`[-] ${full}done: l=${c.bytesUp} r=${c.bytesDown}${note}`);
   }
