@@ -277,8 +277,8 @@ async function benchCell(
     }
     put("rssPeak", dead() ? fail(dead()!) : rssMiB(proc.pid, "VmHWM"));
     if (opt.costS > 0 && !aborting) {
-      // Let the burst's connections drain (TIME-WAIT timers, busy-poll) before idling.
-      await new Promise((r) => setTimeout(r, 3_000));
+      // Let the burst's connections drain first (slirpd's TIME-WAIT is 5 s): idle means idle.
+      await new Promise((r) => setTimeout(r, 8_000));
       const idle = blame(await idleCpu(proc.pid, 20));
       put("idleCpu", idle);
       const tr = blame(await trickleCpu(guest, proc.pid, 10, opt.costS));

@@ -6,7 +6,7 @@
 // runs; elsewhere it is skipped and says so.
 
 import assert from "node:assert/strict";
-import { makeNetns, needs, run, skip, startSlirpd } from "../support/harness.ts";
+import { makeNetns, needs, run, skip, SLIRPD_V8_FLAGS, startSlirpd } from "../support/harness.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;
 const DENORT = Deno.env.get("DENORT_BIN");
@@ -22,7 +22,15 @@ Deno.test({
     try {
       const out = `${dir}/slirpd`;
       const c = await run(
-        [Deno.execPath(), "compile", "--allow-all", "--output", out, `${REPO}main.ts`],
+        [
+          Deno.execPath(),
+          "compile",
+          "--allow-all",
+          SLIRPD_V8_FLAGS,
+          "--output",
+          out,
+          `${REPO}main.ts`,
+        ],
         { timeoutMs: 300_000 },
       );
       assert.equal(c.code, 0, c.stderr);
