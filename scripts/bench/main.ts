@@ -367,6 +367,9 @@ async function finish(note: string | null): Promise<void> {
     `\nslirpd bench — ${new Date().toISOString()}, iperf3 -t ${opt.seconds}, runs ${opt.runs}`,
   );
   console.log(table);
+  const vers = await versions(opt.tools);
+  console.log("\nversions:");
+  for (const [k, v] of Object.entries(vers)) console.log(`  ${k}: ${v}`);
   const firewall = await firewallBench();
   console.log("\nfirewall decisions (one new flow each):");
   if (typeof firewall === "string") console.log(`  ${firewall}`);
@@ -386,7 +389,7 @@ async function finish(note: string | null): Promise<void> {
     elapsedSeconds: Math.round(elapsed * 10) / 10,
     ...(note ? { incomplete: note } : {}),
     machine: machine(),
-    versions: await versions(opt.tools),
+    versions: vers,
     options: { ...opt, out: undefined },
     commands,
     results: resultsJson(results),

@@ -46,14 +46,14 @@ export const METRICS: MetricDef[] = [
   { key: "crr64", label: "TCP_CRR conn/s, 64 clients", better: "higher", digits: 0, ratio: true },
   {
     key: "burstConnect",
-    label: "burst 10k conns: last SYN-ACK ms",
+    label: "burst (--burst N): last SYN-ACK ms",
     better: "lower",
     digits: 0,
     ratio: true,
   },
   {
     key: "burstServed",
-    label: "burst 10k conns: all served ms",
+    label: "burst (--burst N): all served ms",
     better: "lower",
     digits: 0,
     ratio: true,
