@@ -51,6 +51,7 @@ import {
   SA,
   scratch,
   sendIov,
+  sendSegmentedIov,
   setIntOpt,
   setIov,
   setIovE,
@@ -152,6 +153,15 @@ export class DgramSocket {
   send(buf: Uint8Array, off: number, len: number): number {
     setIov(0, buf, off, len);
     return sendIov(this.#fd, MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+
+  /**
+   * send on a connected socket as datagrams of seg bytes each (UDP_SEGMENT, one syscall; the
+   * last may be shorter): bytes or -errno (-EINVAL/-EIO where the kernel or path cannot).
+   */
+  sendSegmented(buf: Uint8Array, off: number, len: number, seg: number): number {
+    setIov(0, buf, off, len);
+    return sendSegmentedIov(this.#fd, seg, MSG_DONTWAIT | MSG_NOSIGNAL);
   }
 
   /** recv on a connected socket: bytes (at most len) or -errno. */

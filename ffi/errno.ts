@@ -150,6 +150,7 @@ export const EBUSY = 16;
 export const EEXIST = 17;
 export const ENODEV = 19;
 export const EINVAL = 22;
+export const ENOPROTOOPT = 92;
 export const EMSGSIZE = 90;
 export const EPROTONOSUPPORT = 93;
 export const EAFNOSUPPORT = 97;

@@ -44,6 +44,14 @@ const RTM_NAMES: Record<number, string> = {
 // struct ifinfomsg (16): u8 family, u8 pad, u16 type, i32 index, u32 flags, u32 change
 const IFLA_ADDRESS = 1;
 const IFLA_MTU = 4;
+const IFLA_TXQLEN = 13;
+/**
+ * The tap's queue (the tun ring takes its size from txqueuelen): a guest opening thousands of
+ * connections at once sends its SYNs in one burst, and the default 1000 drops the rest until
+ * the guest retransmits them a second later. Ring slots cost 8 bytes each; the frames queued
+ * are the guest's own socket memory.
+ */
+export const TAP_TXQLEN = 10000;
 const IFF_UP = 0x1;
 // struct ifaddrmsg (8): u8 family, u8 prefixlen, u8 flags, u8 scope, u32 index
 const IFA_ADDRESS = 1;
@@ -109,7 +117,13 @@ export class Rtnl {
   constructor(readonly fd: number) {}
 
   /** Sets a link up (and its MTU and MAC address when given; the kernel sets both first). */
-  linkUp(ifindex: number, mtu: number | undefined, what: string, mac?: Uint8Array): void {
+  linkUp(
+    ifindex: number,
+    mtu: number | undefined,
+    what: string,
+    mac?: Uint8Array,
+    txqlen?: number,
+  ): void {
     this.#begin(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, 16);
     const o = NLMSG_HDRLEN;
     this.#buf[o] = 0; // AF_UNSPEC
@@ -118,6 +132,7 @@ export class Rtnl {
     this.#dv.setUint32(o + 12, IFF_UP, true); // ifi_change: only touch IFF_UP
     if (mtu !== undefined) this.#attrU32(IFLA_MTU, mtu);
     if (mac !== undefined) this.#attr(IFLA_ADDRESS, mac);
+    if (txqlen !== undefined) this.#attrU32(IFLA_TXQLEN, txqlen);
     this.#transact(what);
   }
 
@@ -206,7 +221,8 @@ export class Rtnl {
 }
 
 /**
- * Configures the guest side: lo up; `ifname` up with `mtu`; the addresses; a default route via
+ * Configures the guest side: lo up; `ifname` up with `mtu` (and txqueuelen TAP_TXQLEN); the
+ * addresses; a default route via
  * each gateway. With `ns`, its netlink socket is used (works from any netns); without, the call
  * must run inside `withNetns` and opens (and closes) its own socket.
  */
@@ -223,7 +239,7 @@ export function configureGuest(cfg: GuestConfig, ns?: GuestNetns): void {
     const mac = cfg.mac === undefined
       ? ""
       : `, address ${[...cfg.mac].map((x) => x.toString(16).padStart(2, "0")).join(":")}`;
-    nl.linkUp(ifindex, cfg.mtu, `${cfg.ifname} up, mtu ${cfg.mtu}${mac}`, cfg.mac);
+    nl.linkUp(ifindex, cfg.mtu, `${cfg.ifname} up, mtu ${cfg.mtu}${mac}`, cfg.mac, TAP_TXQLEN);
     for (const a of cfg.addrs) {
       nl.addAddr(ifindex, a, `${formatIp(a.addr)}/${a.prefixLen} on ${cfg.ifname}`);
     }

@@ -130,12 +130,17 @@ export class Poller {
     this.#ctlCall(EPOLL_CTL_MOD, fd, events, this.#gens[fd], "EPOLL_CTL_MOD");
   }
 
-  /** Stops watching `p` (call before closing its fd; an fd already closed is tolerated). */
-  remove(p: Pollable): void {
+  /**
+   * Stops watching `p` (call before closing its fd; an fd already closed is tolerated).
+   * `closing`: the caller closes the fd right after and it is not dup'ed anywhere, so the
+   * kernel drops it from epoll itself; the EPOLL_CTL_DEL syscall is skipped.
+   */
+  remove(p: Pollable, closing = false): void {
     const fd = p.fd;
     if (fd < 0 || this.#handlers[fd] === undefined) return;
     this.#handlers[fd] = undefined;
     this.#gens[fd] = (this.#gens[fd] + 1) >>> 0; // events already fetched for it are dropped
+    if (closing) return;
     if (libc.epoll_ctl(this.#ep, EPOLL_CTL_DEL, fd, this.#ctl) < 0) {
       const e = errnoView.getInt32(0);
       if (e !== EBADF && e !== ENOENT) {

@@ -15,7 +15,8 @@
 // - Addresses are Uint8Array of 4 or 16 bytes matching the family, plus a port number.
 
 import { errno, SyscallError } from "./libc.ts";
-import { EAGAIN, EINPROGRESS, ENOBUFS } from "./errno.ts";
+import { EADDRINUSE, EADDRNOTAVAIL, EAGAIN, EINPROGRESS, ENOBUFS } from "./errno.ts";
+import { nextEphemeralPort, REUSE_TRIES } from "./ports.ts";
 import { type Family, type SockAddr, writeSockaddr } from "./sockaddr.ts";
 import { fillTcpInfo, TcpInfo, TcpState } from "./tcpinfo.ts";
 import {
@@ -93,6 +94,51 @@ function spillOf(n: number): Uint8Array {
 const EMULATED_PEEK_MAX = 64 << 20;
 const EFAULT = 14;
 
+/**
+ * socket + SO_REUSEADDR + optional bind + non-blocking connect (see TcpSocket.connect).
+ * SO_REUSEADDR on every host connection is what lets a later connect from an explicitly bound
+ * port take over its TIME-WAIT entry (ffi/ports.ts).
+ */
+/** Connects that bind a port themselves before trying the kernel's choice again. */
+const EXPLICIT_AFTER_EXHAUSTION = 1024;
+/** A connect() slower than this (ms) means the kernel's port search is crowded. */
+const SLOW_CONNECT_MS = 0.5;
+let explicitLeft = 0;
+
+function connectFrom(
+  family: Family,
+  addr: Uint8Array,
+  port: number,
+  bindAddr: Uint8Array | undefined,
+  bindPort: number,
+): TcpSocket {
+  const fd = openSocket(family, SOCK_STREAM, 0);
+  try {
+    // An IPv6 client socket reaches IPv6 only: ::ffff:a.b.c.d must never become an IPv4
+    // connection behind the firewall's back (firewall/decide.ts decides those as IPv4).
+    if (family === 6) mustSetOpt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY");
+    setIntOpt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (bindAddr !== undefined || bindPort) {
+      // Source address without a port: let connect() pick the port, so the 4-tuple (not
+      // the bare port) has to be unique and bind() does not eat the ephemeral range.
+      if (!bindPort) setIntOpt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+      const r = bindTo(fd, family, bindAddr ?? null, bindPort);
+      if (r < 0) throw new SyscallError("bind", -r, "tcp source");
+    }
+    const len = writeSockaddr(scratch, SA, family, addr, port);
+    const r = libc.connect(fd, P_SA, len);
+    const s = new TcpSocket(fd, family);
+    if (r !== 0) {
+      const e = errno();
+      if (e !== EINPROGRESS) s.pendingError = e;
+    }
+    return s;
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+}
+
 /** A connected (or connecting) non-blocking TCP socket. */
 export class TcpSocket {
   /**
@@ -134,30 +180,39 @@ export class TcpSocket {
     port: number,
     opts: { bindAddr?: Uint8Array; bindPort?: number } = {},
   ): TcpSocket {
-    const fd = openSocket(family, SOCK_STREAM, 0);
-    try {
-      // An IPv6 client socket reaches IPv6 only: ::ffff:a.b.c.d must never become an IPv4
-      // connection behind the firewall's back (firewall/decide.ts decides those as IPv4).
-      if (family === 6) mustSetOpt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY");
-      if (opts.bindAddr !== undefined || opts.bindPort) {
-        // Source address without a port: let connect() pick the port, so the 4-tuple (not
-        // the bare port) has to be unique and bind() does not eat the ephemeral range.
-        if (!opts.bindPort) setIntOpt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
-        const r = bindTo(fd, family, opts.bindAddr ?? null, opts.bindPort ?? 0);
-        if (r < 0) throw new SyscallError("bind", -r, "tcp source");
+    if (opts.bindPort || explicitLeft <= 0) {
+      const t0 = performance.now();
+      const s = connectFrom(family, addr, port, opts.bindAddr, opts.bindPort ?? 0);
+      if (opts.bindPort) return s;
+      if (s.pendingError !== EADDRNOTAVAIL) {
+        // A slow connect() is the kernel searching a range crowded with TIME-WAIT entries
+        // (measured: 3 ms each with 14k of them to one destination, where it is ~30 µs
+        // otherwise): bind the ports ourselves for a while, which is O(1).
+        if (performance.now() - t0 > SLOW_CONNECT_MS) explicitLeft = EXPLICIT_AFTER_EXHAUSTION;
+        return s;
       }
-      const len = writeSockaddr(scratch, SA, family, addr, port);
-      const r = libc.connect(fd, P_SA, len);
-      const s = new TcpSocket(fd, family);
-      if (r !== 0) {
-        const e = errno();
-        if (e !== EINPROGRESS) s.pendingError = e;
+      s.close();
+    } else explicitLeft--;
+    // No free 4-tuple: the range is full of (mostly our own) TIME-WAIT entries. Take one
+    // over from an explicitly bound port (ffi/ports.ts says why that is safe). The next
+    // connects start here too: the kernel's own search scans the whole range each time
+    // while it is full, which costs more than the bind.
+    explicitLeft = EXPLICIT_AFTER_EXHAUSTION;
+    let s: TcpSocket | null = null;
+    for (let i = 0; i < REUSE_TRIES; i++) {
+      try {
+        s?.close();
+        s = connectFrom(family, addr, port, opts.bindAddr, nextEphemeralPort());
+      } catch (e) {
+        s = null;
+        if (e instanceof SyscallError && e.errno === EADDRINUSE) continue; // port busy
+        throw e;
       }
-      return s;
-    } catch (e) {
-      closeFd(fd);
-      throw e;
+      if (s.pendingError !== EADDRNOTAVAIL) return s;
     }
+    // Nothing reusable (e.g. the peer does not use timestamps): the plain answer.
+    s?.close();
+    return connectFrom(family, addr, port, opts.bindAddr, 0);
   }
 
   /**

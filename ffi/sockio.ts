@@ -107,6 +107,8 @@ export const CTL = 512; // control buffer for MSG_ERRQUEUE
 export const CTL_LEN = 512;
 export const INFO = 1024; // struct tcp_info
 export const INFO_LEN = 512;
+export const MSGG = 1536; // msghdr, no name, iov → IOV, 1 entry, control → CTLG (UDP_SEGMENT)
+const CTLG = 1600; // one cmsghdr (16) + u16 gso_size, CMSG_SPACE(2) = 24
 const SCRATCH_LEN = 4096;
 
 // msghdr field offsets (LP64).
@@ -126,6 +128,7 @@ export const P_SA = ptrAt(SA);
 export const P_INT = ptrAt(INT);
 export const P_LEN = ptrAt(LEN);
 export const P_INFO = ptrAt(INFO);
+const P_MSGG = ptrAt(MSGG);
 
 /** Stores a 64-bit unsigned value (an address or size_t) at byte offset `o` of the scratch. */
 export function put64(o: number, v: number): void {
@@ -148,6 +151,22 @@ initMsg(MSG, 0, IOV, 1, 0);
 initMsg(MSG2, 0, IOV, 2, 0);
 initMsg(MSGN, SA, IOV, 1, 0);
 initMsg(MSGE, SA, IOVE, 1, CTL);
+initMsg(MSGG, 0, IOV, 1, CTLG);
+put64(MSGG + M_CONTROLLEN, 24);
+put64(CTLG, 18); // cmsg_len = CMSG_LEN(sizeof(u16))
+s32[(CTLG + 8) >>> 2] = 17; // SOL_UDP
+s32[(CTLG + 12) >>> 2] = 103; // UDP_SEGMENT
+
+/**
+ * sendmsg of iov[0] (set by setIov) with UDP_SEGMENT = seg (Linux 4.18+): the kernel sends it
+ * as datagrams of seg bytes (the last one may be shorter). Bytes or -errno.
+ */
+export function sendSegmentedIov(fd: number, seg: number, flags: number): number {
+  scratch[CTLG + 16] = seg & 0xff; // u16, host (little-endian) order
+  scratch[CTLG + 17] = seg >>> 8;
+  const n = libc.sendmsg(fd, P_MSGG, flags);
+  return n >= 0 ? n : -(errno() || EIO);
+}
 
 // --- buffer addresses -----------------------------------------------------------------------
 

@@ -278,6 +278,7 @@ export class Stack {
       if (n <= 0) break;
       this.input(rx, n);
     }
+    this.udp.flush(); // the guest's datagrams gathered during the batch
     this.tcp.flush(); // the ACKs deferred during the batch
   }
 
@@ -316,6 +317,7 @@ export class Stack {
   tick(): number {
     const now = performance.now();
     this.wheel.advance(now);
+    this.udp.flush();
     this.tcp.flush();
     return this.wheel.nextTimeout(now);
   }

@@ -2,6 +2,7 @@
 //
 //   deno run --allow-all scripts/bench/main.ts [--runs N] [--quick] [--only slirpd,pasta]
 //                                         [--mtu 1500,65520] [--out FILE] [--budget SECONDS]
+//                                         [--burst N] [--cost] [--cost-seconds S]
 //
 // Per tool × MTU ("cell"), all made fresh and torn down afterwards:
 //   - an isolated host namespace (tests/support/harness.ts makeHostNet: 192.0.2.1 on a veth to a peer
@@ -13,9 +14,15 @@
 //     if the bytes crossed the guest's tap (interface counters), i.e. went through the tool;
 //   - the tool's VmHWM from /proc/PID/status right after the iperf3 runs (peak RSS), and its
 //     VmRSS just after start;
+//   - iperf3 -u -b 0 -l 1400 both ways: UDP Gbit/s delivered to the receiver;
 //   - TCP_RR: 2000 1-byte round trips on one connection (p50/p99 µs), TCP_CRR: connect, 1-byte
-//     echo, close, for 3 s (conn/s); both by scripts/bench/probe.ts (Deno) in the guest against
-//     its echo server in the host namespace.
+//     echo, close, for 3 s (conn/s), alone and with 64 clients at once; a burst of --burst N
+//     (10,000) connections opened at once and held: time to the last SYN-ACK, to the last
+//     echo, and the tool's RSS growth per open connection; all by scripts/bench/probe.ts (Deno)
+//     in the guest against its echo server in the host namespace;
+//   - peak RSS (VmHWM) at the end of the cell;
+//   - with --cost: the tool's CPU seconds over 20 s idle, and while the guest makes 10
+//     connections per second for --cost-seconds (60).
 // Traffic goes only between the namespaces the bench made. A tool that is not installed gets
 // "not installed" cells; a tool that fails (slirpd while its TCP is being written) gets
 // "fail[n]" cells with the reason underneath; neither stops the bench.
@@ -42,7 +49,20 @@ import {
   resultsJson,
   type Value,
 } from "./report.ts";
-import { checkTcp, crr, fail, iperf, rr, rssMiB, type Sample, startEcho } from "./measure.ts";
+import {
+  burst,
+  checkTcp,
+  crr,
+  crrPar,
+  fail,
+  idleCpu,
+  iperf,
+  rr,
+  rssMiB,
+  type Sample,
+  startEcho,
+  trickleCpu,
+} from "./measure.ts";
 import {
   guestIf,
   startTool,
@@ -64,10 +84,15 @@ interface Options {
   mtus: number[];
   out: string;
   budgetS: number;
+  /** Connections of the burst (0: none). */
+  burstN: number;
+  /** The idle and trickle CPU section: seconds of the trickle (0: not run). */
+  costS: number;
 }
 
 const USAGE = `usage: deno task bench [--runs N] [--quick] [--only slirpd|slirp4netns|pasta[,...]]
-                       [--mtu 1500,65520] [--out FILE] [--budget SECONDS]`;
+                       [--mtu 1500,65520] [--out FILE] [--budget SECONDS] [--burst N]
+                       [--cost] [--cost-seconds S]`;
 
 function parseOptions(argv: string[]): Options {
   const bad = (msg: string): never => {
@@ -85,6 +110,9 @@ function parseOptions(argv: string[]): Options {
         mtu: { type: "string", default: "1500,65520" },
         out: { type: "string", default: `${REPO}bench-results/latest.json` },
         budget: { type: "string", default: "1200" },
+        burst: { type: "string", default: "10000" },
+        cost: { type: "boolean", default: false },
+        "cost-seconds": { type: "string", default: "60" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -105,6 +133,14 @@ function parseOptions(argv: string[]): Options {
   for (const t of only) if (!TOOLS.includes(t as ToolName)) bad(`--only: unknown tool ${t}`);
   const budgetS = Number(values.budget);
   if (!(budgetS > 0)) bad(`--budget: ${values.budget}`);
+  const burstN = Number(values.burst);
+  if (!Number.isInteger(burstN) || burstN < 0 || burstN > 20_000) {
+    bad(`--burst: 0..20000, got ${values.burst}`);
+  }
+  const costS = Number(values["cost-seconds"]);
+  if (!Number.isInteger(costS) || costS < 1 || costS > 600) {
+    bad(`--cost-seconds: 1..600, got ${values["cost-seconds"]}`);
+  }
   return {
     runs,
     seconds: values.quick ? 2 : 5,
@@ -114,6 +150,8 @@ function parseOptions(argv: string[]): Options {
     mtus,
     out: values.out,
     budgetS,
+    burstN,
+    costS: values.cost ? costS : 0,
   };
 }
 
@@ -167,6 +205,10 @@ async function benchCell(
     // Labels of our own (the harness names host/remote alike for everyone): bslirpd, bs4n, bpasta.
     const label = { slirpd: "bslirpd", slirp4netns: "bs4n", pasta: "bpasta" }[tool];
     const guest = scope.add(await makeNetns(label));
+    // The guest's own connect()s: with thousands of its TIME-WAIT entries to the echo port
+    // (TCP_CRR, the burst) the kernel searches the port range for ms per connect unless it may
+    // reuse them; that is the client's cost, the same for every tool, and would swamp theirs.
+    await guest.exec(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
     scope.add(await startEcho(net.host));
     const argv = (await toolCommand(tool, net, guest, mtu)).join(" ");
     commands[`${tool}@${mtu}`] = `nsenter --net=${net.host.path} -- ${argv}`;
@@ -202,7 +244,17 @@ async function benchCell(
         log(`${tool} mtu ${mtu} ${dirn} run ${i + 1}: ${got}`);
       }
     }
-    put("rssPeak", dead() ? fail(dead()!) : rssMiB(proc.pid, "VmHWM"));
+    for (let i = 0; i < opt.runs && !aborting; i++) {
+      for (const reverse of [false, true]) {
+        const r = await iperf(net.host, guest, guestIf(tool), opt.seconds, reverse, true);
+        put(reverse ? "udpH2g" : "udpG2h", blame(r.gbps));
+        log(
+          `${tool} mtu ${mtu} UDP ${reverse ? "h→g" : "g→h"} run ${i + 1}: ${
+            show(r.gbps, "Gbit/s")
+          }`,
+        );
+      }
+    }
     for (let i = 0; i < opt.runs && !aborting; i++) {
       const r = await rr(guest, opt.rrN, 10_000);
       put("rrP50", blame(r.p50));
@@ -213,7 +265,37 @@ async function benchCell(
         `${tool} mtu ${mtu} rr run ${i + 1}: p50 ${show(r.p50, "µs")} p99 ${show(r.p99, "µs")}, ` +
           `crr ${show(c, "conn/s")}`,
       );
+      const c64 = blame(await crrPar(guest, opt.crrMs, 64));
+      put("crr64", c64);
+      log(`${tool} mtu ${mtu} crr 64 clients run ${i + 1}: ${show(c64, "conn/s")}`);
     }
+    if (opt.costS > 0 && !aborting) {
+      // Let TCP_CRR's connections drain first (slirpd's TIME-WAIT is 5 s):
+      // idle means idle.
+      await new Promise((r) => setTimeout(r, 8_000));
+      const idle = blame(await idleCpu(proc.pid, 20));
+      put("idleCpu", idle);
+      const tr = blame(await trickleCpu(guest, proc.pid, 10, opt.costS));
+      put("trickleCpu", tr);
+      log(
+        `${tool} mtu ${mtu} cost: idle 20 s ${show(idle, "CPU-s")}, 10 conn/s for ${opt.costS} s ${
+          show(tr, "CPU-s")
+        }`,
+      );
+    }
+    // The burst last: a tool it breaks (slirp4netns here: no fd left) must not fail the
+    // rows before it.
+    if (opt.burstN > 0 && !aborting) {
+      const b = await burst(guest, proc.pid, opt.burstN);
+      put("burstConnect", blame(b.lastConnectMs));
+      put("burstServed", blame(b.allServedMs));
+      put("burstBytesPerConn", blame(b.bytesPerConn));
+      log(
+        `${tool} mtu ${mtu} burst ${opt.burstN}: last connect ${show(b.lastConnectMs, "ms")}, ` +
+          `all served ${show(b.allServedMs, "ms")}, ${show(b.bytesPerConn, "B/conn")}`,
+      );
+    }
+    put("rssPeak", dead() ? fail(dead()!) : rssMiB(proc.pid, "VmHWM"));
     return samples;
   } catch (e) {
     // Setting up the namespaces or the echo server failed: the bench's fault, not the tool's.
@@ -292,6 +374,9 @@ async function finish(note: string | null): Promise<void> {
     `\nslirpd bench — ${new Date().toISOString()}, iperf3 -t ${opt.seconds}, runs ${opt.runs}`,
   );
   console.log(table);
+  const vers = await versions(opt.tools);
+  console.log("\nversions:");
+  for (const [k, v] of Object.entries(vers)) console.log(`  ${k}: ${v}`);
   const firewall = await firewallBench();
   console.log("\nfirewall decisions (one new flow each):");
   if (typeof firewall === "string") console.log(`  ${firewall}`);
@@ -311,7 +396,7 @@ async function finish(note: string | null): Promise<void> {
     elapsedSeconds: Math.round(elapsed * 10) / 10,
     ...(note ? { incomplete: note } : {}),
     machine: machine(),
-    versions: await versions(opt.tools),
+    versions: vers,
     options: { ...opt, out: undefined },
     commands,
     results: resultsJson(results),

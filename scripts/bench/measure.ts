@@ -73,6 +73,7 @@ export async function iperf(
   ifname: string,
   seconds: number,
   reverse: boolean,
+  udp = false,
 ): Promise<IperfResult> {
   const failed = (reason: string): IperfResult => ({
     gbps: fail(reason),
@@ -105,6 +106,8 @@ export async function iperf(
     "--connect-timeout",
     "5000",
     ...(reverse ? ["-R"] : []),
+    // UDP: 1400-byte datagrams as fast as the sender can; the rate is what arrived.
+    ...(udp ? ["-u", "-b", "0", "-l", "1400"] : []),
   ];
   const dir = reverse ? "rx" : "tx";
   const before = await ifBytes(guest, ifname, dir);
@@ -126,6 +129,7 @@ export async function iperf(
     return failed(`only ${through} of ${bytes} bytes crossed the guest's ${ifname}`);
   }
   const retr = j.end?.sum_sent?.retransmits;
+  if (udp) return { gbps: okv(Math.round(bps / 1e7) / 100), retransmits: okv(0) };
   return {
     gbps: okv(Math.round(bps / 1e7) / 100),
     retransmits: retr === undefined ? fail("iperf3 reported no retransmit count") : okv(retr),
@@ -210,4 +214,89 @@ export function rssMiB(pid: number, field: "VmHWM" | "VmRSS"): Sample {
   } catch (e) {
     return fail(`/proc/${pid}/status: ${e instanceof Error ? e.message : e}`);
   }
+}
+
+/** TCP_CRR with conc clients at once. */
+export async function crrPar(guest: Netns, ms: number, conc: number): Promise<Sample> {
+  const j = await probe(guest, ["crrpar", String(ms), String(conc)], ms + 30_000);
+  if (!j.ok) return fail(`crrpar: ${oneLine(String(j.error ?? j.lastError ?? "none done"))}`);
+  return okv(Number(j.perSec));
+}
+
+export interface BurstResult {
+  /** Time until the last of the n connects completed, and until all were served (ms). */
+  lastConnectMs: Sample;
+  allServedMs: Sample;
+  /** The tool's RSS growth with all n connections open, per connection (bytes). */
+  bytesPerConn: Sample;
+}
+
+/** n connections at once (held open together), with the tool's VmRSS sampled meanwhile. */
+export async function burst(guest: Netns, pid: number, n: number): Promise<BurstResult> {
+  const rssKiB = () => {
+    try {
+      const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/VmRSS:\s+(\d+) kB/);
+      return m ? Number(m[1]) : NaN;
+    } catch {
+      return NaN;
+    }
+  };
+  const base = rssKiB();
+  let peak = base;
+  let running = true;
+  const sampler = (async () => {
+    for (let i = 0; i < 10_000 && running; i++) {
+      const v = rssKiB();
+      if (v > peak) peak = v;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  const j = await probe(guest, ["burst", String(n), "1000"], 120_000);
+  running = false;
+  await sampler;
+  if (!j.ok) {
+    const why = fail(
+      `burst: ${j.served ?? 0}/${n} served: ${oneLine(String(j.error ?? j.lastError))}`,
+    );
+    return { lastConnectMs: why, allServedMs: why, bytesPerConn: why };
+  }
+  return {
+    lastConnectMs: okv(Number(j.lastConnectMs)),
+    allServedMs: okv(Number(j.allServedMs)),
+    bytesPerConn: Number.isFinite(base)
+      ? okv(Math.round(((peak - base) * 1024) / n))
+      : fail("no RSS"),
+  };
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far; NaN when gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100; // clock ticks (USER_HZ 100)
+  } catch {
+    return NaN;
+  }
+}
+
+/** The tool's CPU seconds over secs of doing nothing (the guest idle). */
+export async function idleCpu(pid: number, secs: number): Promise<Sample> {
+  const c0 = cpuSeconds(pid);
+  await new Promise((r) => setTimeout(r, secs * 1000));
+  const c = cpuSeconds(pid) - c0;
+  return Number.isFinite(c) ? okv(Math.round(c * 100) / 100) : fail("tool gone");
+}
+
+/** The tool's CPU seconds while the guest makes rate connections per second for secs. */
+export async function trickleCpu(
+  guest: Netns,
+  pid: number,
+  rate: number,
+  secs: number,
+): Promise<Sample> {
+  const c0 = cpuSeconds(pid);
+  const j = await probe(guest, ["trickle", String(rate), String(secs)], secs * 1000 + 30_000);
+  const c = cpuSeconds(pid) - c0;
+  if (!j.ok) return fail(`trickle: ${oneLine(String(j.error ?? `${j.errors} errors`))}`);
+  return Number.isFinite(c) ? okv(Math.round(c * 100) / 100) : fail("tool gone");
 }

@@ -4,6 +4,9 @@
 //   probe.ts check  HOST PORT TIMEOUT_MS  one connect + 1-byte echo; JSON {ok, us | error}
 //   probe.ts rr     HOST PORT N MAX_MS    N 1-byte round trips on one connection (TCP_RR)
 //   probe.ts crr    HOST PORT MS          connect, 1-byte echo, close, for MS (TCP_CRR)
+//   probe.ts crrpar HOST PORT MS CONC     the same with CONC clients at once
+//   probe.ts burst  HOST PORT N HOLDMS    N connections at once, each echoes 1 byte, all held
+//   probe.ts trickle HOST PORT RATE SECS  RATE connections per second (1-byte echo) for SECS
 //
 // Clients print exactly one JSON line on stdout. Every wait is bounded: a stuck connect or
 // read counts as an error instead of hanging (the bench also kills us after a deadline).
@@ -44,7 +47,8 @@ async function serve(): Promise<void> {
   console.log("listening");
   for await (const conn of listener) {
     (async () => {
-      const buf = new Uint8Array(64 * 1024);
+      // Small: the burst holds 10,000 connections open at once.
+      const buf = new Uint8Array(4096);
       try {
         conn.setNoDelay(true);
         for (;;) {
@@ -137,11 +141,112 @@ async function crr(ms: number): Promise<void> {
   }));
 }
 
+/** TCP_CRR with `conc` clients at once, for ms: conn/s over all of them. */
+async function crrPar(ms: number, conc: number): Promise<void> {
+  const t0 = performance.now();
+  const end = t0 + ms;
+  let done = 0, errors = 0, lastError = "";
+  const client = async () => {
+    const buf = new Uint8Array(64).fill(0x2a);
+    for (let i = 0; i < 1_000_000 && performance.now() < end; i++) {
+      try {
+        const conn = await connect(2_000);
+        try {
+          if (await pingPong(conn, buf, 2_000)) done++;
+          else errors++;
+        } finally {
+          conn.close();
+        }
+      } catch (e) {
+        errors++;
+        lastError = describe(e);
+        if (errors >= 20 * conc && done === 0) return;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: conc }, client));
+  const secs = (performance.now() - t0) / 1000;
+  console.log(JSON.stringify({
+    ok: done > 0,
+    conns: done,
+    errors,
+    perSec: Math.round(done / secs),
+    ...(lastError ? { lastError } : {}),
+  }));
+}
+
+/**
+ * n connections opened at once; each echoes one byte and stays open until all are done (then
+ * holdMs more, while the bench reads the tool's RSS). Reports the time until the last connect
+ * completed (its SYN-ACK) and until the last echo, and how many were served.
+ */
+async function burst(n: number, holdMs: number): Promise<void> {
+  const t0 = performance.now();
+  let lastConnect = 0, lastEcho = 0, served = 0, lastError = "";
+  const conns: Deno.TcpConn[] = [];
+  const one = async () => {
+    try {
+      const conn = await connect(30_000);
+      conns.push(conn);
+      lastConnect = performance.now() - t0;
+      if (await pingPong(conn, new Uint8Array(1).fill(0x2a), 30_000)) {
+        served++;
+        lastEcho = performance.now() - t0;
+      }
+    } catch (e) {
+      lastError = describe(e);
+    }
+  };
+  await Promise.all(Array.from({ length: n }, one));
+  console.log(JSON.stringify({ holding: conns.length }));
+  await new Promise((r) => setTimeout(r, holdMs));
+  for (const c of conns) {
+    try {
+      c.close();
+    } catch { /* gone */ }
+  }
+  console.log(JSON.stringify({
+    ok: served === n,
+    n,
+    served,
+    lastConnectMs: Math.round(lastConnect),
+    allServedMs: Math.round(lastEcho),
+    ...(lastError ? { lastError } : {}),
+  }));
+}
+
+/** A trickle: `rate` new connections (1-byte echo each) per second for `secs` seconds. */
+async function trickle(rate: number, secs: number): Promise<void> {
+  const buf = new Uint8Array(64).fill(0x2a);
+  let done = 0, errors = 0;
+  const t0 = performance.now();
+  for (let i = 0; i < rate * secs; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    try {
+      const conn = await connect(2_000);
+      try {
+        if (await pingPong(conn, buf, 2_000)) done++;
+        else errors++;
+      } finally {
+        conn.close();
+      }
+    } catch {
+      errors++;
+    }
+  }
+  console.log(JSON.stringify({ ok: errors === 0, done, errors }));
+}
+
 try {
   if (mode === "server") await serve();
   else if (mode === "check") await check(Number(rest[0] ?? 5_000));
   else if (mode === "rr") await rr(Number(rest[0] ?? 2_000), Number(rest[1] ?? 10_000));
   else if (mode === "crr") await crr(Number(rest[0] ?? 3_000));
+  else if (mode === "crrpar") await crrPar(Number(rest[0] ?? 3_000), Number(rest[1] ?? 64));
+  else if (mode === "burst") await burst(Number(rest[0] ?? 10_000), Number(rest[1] ?? 1_000));
+  else if (mode === "trickle") await trickle(Number(rest[0] ?? 10), Number(rest[1] ?? 60));
   else throw new Error(`unknown mode ${mode}`);
   Deno.exit(0);
 } catch (e) {

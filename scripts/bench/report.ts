@@ -15,6 +15,14 @@ export type MetricKey =
   | "rrP50"
   | "rrP99"
   | "crr"
+  | "crr64"
+  | "burstConnect"
+  | "burstServed"
+  | "burstBytesPerConn"
+  | "udpG2h"
+  | "udpH2g"
+  | "idleCpu"
+  | "trickleCpu"
   | "rssIdle"
   | "rssPeak";
 
@@ -35,8 +43,52 @@ export const METRICS: MetricDef[] = [
   { key: "rrP50", label: "TCP_RR 1 B p50 µs", better: "lower", digits: 0, ratio: true },
   { key: "rrP99", label: "TCP_RR 1 B p99 µs", better: "lower", digits: 0, ratio: true },
   { key: "crr", label: "TCP_CRR conn/s", better: "higher", digits: 0, ratio: true },
+  { key: "crr64", label: "TCP_CRR conn/s, 64 clients", better: "higher", digits: 0, ratio: true },
+  {
+    key: "burstConnect",
+    label: "burst (--burst N): last SYN-ACK ms",
+    better: "lower",
+    digits: 0,
+    ratio: true,
+  },
+  {
+    key: "burstServed",
+    label: "burst (--burst N): all served ms",
+    better: "lower",
+    digits: 0,
+    ratio: true,
+  },
+  {
+    key: "burstBytesPerConn",
+    label: "RSS per open conn (burst) bytes",
+    better: "lower",
+    digits: 0,
+    ratio: true,
+  },
+  {
+    key: "udpG2h",
+    label: "guest→host UDP 1400 B Gbit/s",
+    better: "higher",
+    digits: 2,
+    ratio: true,
+  },
+  {
+    key: "udpH2g",
+    label: "host→guest UDP 1400 B Gbit/s",
+    better: "higher",
+    digits: 2,
+    ratio: true,
+  },
+  { key: "idleCpu", label: "idle CPU-s (--cost, 20 s)", better: "lower", digits: 2, ratio: false },
+  { key: "trickleCpu", label: "CPU-s 10 conn/s (--cost)", better: "lower", digits: 2, ratio: true },
   { key: "rssIdle", label: "RSS after start MiB", better: "lower", digits: 1, ratio: true },
-  { key: "rssPeak", label: "peak RSS MiB (VmHWM, iperf)", better: "lower", digits: 1, ratio: true },
+  {
+    key: "rssPeak",
+    label: "peak RSS MiB (VmHWM, whole cell)",
+    better: "lower",
+    digits: 1,
+    ratio: true,
+  },
 ];
 
 /** The reference numbers (Gbit/s, 2-core VM) the table is read against. */

@@ -34,6 +34,7 @@ import {
   type Netns,
   READY_LINE,
   run,
+  SLIRPD_V8_FLAGS,
 } from "../../tests/support/harness.ts";
 
 export type ToolName = "slirpd" | "slirp4netns" | "pasta";
@@ -163,7 +164,7 @@ export async function toolCommand(
   switch (tool) {
     case "slirpd": {
       const bin = Deno.env.get("SLIRPD_BIN");
-      const base = bin ? [bin] : [Deno.execPath(), "run", "--allow-all", MAIN_TS];
+      const base = bin ? [bin] : [Deno.execPath(), "run", "--allow-all", SLIRPD_V8_FLAGS, MAIN_TS];
       return [
         ...base,
         "--netns",

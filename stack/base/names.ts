@@ -31,7 +31,7 @@ export type Policy = (family: 4 | 6, proto: number, dst: Uint8Array, port: numbe
 export interface PollerLike {
   add(p: { readonly fd: number }, events: number, h: (events: number) => void): void;
   modify(p: { readonly fd: number }, events: number): void;
-  remove(p: { readonly fd: number }): void;
+  remove(p: { readonly fd: number }, closing?: boolean): void;
 }
 
 /** The IPv4 address inside a v4-mapped IPv6 one (::ffff:a.b.c.d), else the address itself. */

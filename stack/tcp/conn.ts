@@ -178,6 +178,8 @@ export class Conn implements Keyed {
    * timestamp option when used. cwnd counts in these.
    */
   mss = DEFAULT_MSS_V4;
+  /** The last peek answered EAGAIN and no EPOLLIN came since (pushData then waits for one). */
+  hostDry = false;
   /** The host socket reached EOF (its peer sent FIN). */
   hostEof = false;
   /** Our FIN has been sent at least once; its sequence number is finSeq. */

@@ -49,7 +49,7 @@ export function startConnect(t: TcpEngine, c: Conn, a: Admission): boolean {
   } catch (e) {
     // No socket at all (EMFILE, ENOBUFS): the guest gets a RST, as for a refusal.
     t.stats.connectErrors++;
-    logLine(t, `[!] ${connLabel(c)} ${kind(c)} error: ${(e as Error).message}`);
+    if (!t.cfg.quiet) logLine(t, `[!] ${connLabel(c)} ${kind(c)} error: ${(e as Error).message}`);
     return false;
   }
   c.sock = sock;
@@ -71,18 +71,18 @@ function connected(t: TcpEngine, c: Conn): void {
   try {
     s.setNoDelay?.(true);
   } catch { /* not fatal */ }
-  const l = s.localAddress(), r = s.remoteAddress();
-  if (l && r) {
-    // The host socket's own addresses: a remote forward may change the family (IPv4 guest →
-    // ::1).
-    c.hostLabel = `${addrPort(l.addr, l.port)}-${addrPort(r.addr, r.port)}`;
+  if (!t.cfg.quiet) {
+    // The host socket's own addresses (two syscalls and a string: only for the log): a remote
+    // forward may change the family (IPv4 guest → ::1).
+    const l = s.localAddress(), r = s.remoteAddress();
+    if (l && r) c.hostLabel = `${addrPort(l.addr, l.port)}-${addrPort(r.addr, r.port)}`;
+    c.loggedNew = true;
+    logLine(t, `[+] ${connLabel(c)} ${kind(c)} new`);
   }
   t.wheel.cancel(c.life);
   c.lastHeard = t.now();
   c.state = SYN_RCVD;
   t.stats.opened++;
-  c.loggedNew = !t.cfg.quiet;
-  logLine(t, `[+] ${connLabel(c)} ${kind(c)} new`);
   sendSyn(t, c, true);
   c.sndNxt = seqAdd(c.iss, 1);
   c.sndMax = c.sndNxt;
@@ -94,7 +94,7 @@ function connected(t: TcpEngine, c: Conn): void {
 function connectFailed(t: TcpEngine, c: Conn, err: number): void {
   t.stats.connectErrors++;
   if (err === ETIMEDOUT) t.stats.connectTimeouts++;
-  logLine(t, `[!] ${connLabel(c)} ${kind(c)} error: ${errnoName(err)}`);
+  if (!t.cfg.quiet) logLine(t, `[!] ${connLabel(c)} ${kind(c)} error: ${errnoName(err)}`);
   // The guest's SYN has not been answered: RST|ACK acknowledging it (RFC 9293 §3.10.7.1).
   sendRst(t, c);
   finish(t, c, false);
@@ -105,6 +105,12 @@ export function onHostEvents(t: TcpEngine, c: Conn, ev: number): void {
   const s = c.sock;
   if (s === null) return;
   if (c.state === CONNECTING) {
+    // EPOLLOUT alone is a completed connect (no SO_ERROR read needed); a failed one also
+    // carries EPOLLERR or EPOLLHUP.
+    if ((ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) === EPOLLOUT) {
+      connected(t, c);
+      return;
+    }
     const err = s.connectResult();
     if (err !== 0) connectFailed(t, c, err);
     else if (ev & EPOLLOUT) connected(t, c);
@@ -124,7 +130,10 @@ export function onHostEvents(t: TcpEngine, c: Conn, ev: number): void {
       if (c.state !== SYN_RCVD) sendAck(t, c); // recomputes the window (and may re-arm)
     }
   }
-  if (ev & (EPOLLIN | EPOLLHUP)) pushData(t, c);
+  if (ev & (EPOLLIN | EPOLLHUP)) {
+    c.hostDry = false;
+    pushData(t, c);
+  }
   if (c.sock === null) return;
   if ((ev & EPOLLHUP) && c.events >= 0) {
     // Both directions of the host socket are shut: nothing more can come from it, and

@@ -104,7 +104,8 @@ export function maybeClose(t: TcpEngine, c: Conn): void {
 function closeSocket(t: TcpEngine, c: Conn, abort: boolean): void {
   const s = c.sock;
   if (s === null) return;
-  if (c.events >= 0) t.poller.remove(s);
+  // close() drops the fd from epoll itself (it is never shared): no EPOLL_CTL_DEL.
+  if (c.events >= 0) t.poller.remove(s, true);
   c.events = -1;
   if (abort) s.abort();
   else s.close();

@@ -22,7 +22,7 @@ import {
   writeTcpTimestamp,
 } from "../wire/tcp.ts";
 import { EAGAIN, errnoName } from "../../ffi/errno.ts";
-import { PROTO_TCP } from "../base/names.ts";
+import { EPOLLIN, PROTO_TCP } from "../base/names.ts";
 import { asSeq, type Seq, seqAdd, seqGt, seqLt } from "./seq.ts";
 import {
   CLOSE_WAIT,
@@ -283,6 +283,9 @@ export function pushData(t: TcpEngine, c: Conn): void {
         len = skipSacked(c, sock, len);
         if (len <= 0) continue;
       }
+      // The last peek found nothing and epoll watches for more: it will say when (a peek per
+      // guest ACK would be a syscall each, answered EAGAIN).
+      if (c.hostDry && (c.events & EPOLLIN) !== 0 && c.sndNxt === c.sndMax) break;
       n = sock.peek(tx.buf, cut ? tx.buf.length - CUT_CHUNK : l4 + hdr, len);
       if (n > 0) {
         const ok = cut
@@ -297,7 +300,10 @@ export function pushData(t: TcpEngine, c: Conn): void {
         }
         continue; // (after a short read the next peek finds EOF, or EAGAIN)
       }
-      if (n === -EAGAIN) break;
+      if (n === -EAGAIN) {
+        c.hostDry = true;
+        break;
+      }
       if (n < 0) {
         hostError(t, c, -n);
         return;

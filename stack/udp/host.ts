@@ -39,6 +39,8 @@ export class UdpFlow extends Flow {
   /** Where the host socket is connected when not to remoteAddr:remotePort (a redirect). */
   redirect: FlowTarget | null = null;
   onEvents: ((ev: number) => void) | null = null;
+  /** UDP_SEGMENT failed for this flow's path: its datagrams go one by one (batch.ts). */
+  noSegment = false;
   /** "HOSTLOCAL-HOSTREMOTE" for the log, filled when logging is on. */
   hostLabel = "";
 }

@@ -35,7 +35,8 @@
 // of the reassembly slab); boundaries are kept as the kernel keeps them. Flows expire after
 // `timeoutMs` idle; the table holds `maxFlows`, the one idle longest is evicted for a new one.
 
-import { EAGAIN, ENETUNREACH, errnoName } from "../../ffi/errno.ts";
+import { EAGAIN, EINVAL, EIO, ENETUNREACH, ENOPROTOOPT, errnoName } from "../../ffi/errno.ts";
+import { SEG_MAX, UdpBatch } from "./batch.ts";
 import { UdpSocket } from "../../ffi/dgram.ts";
 import { bytesEqual, copyBytes, u16 } from "../wire/bytes.ts";
 import { emitUdp, UdpView } from "../wire/udp.ts";
@@ -96,6 +97,8 @@ export class UdpStats {
   socketErrors = 0;
   /** send() refused: socket buffer full (EAGAIN) or another error. */
   sendDrops = 0;
+  /** sendmsg calls with UDP_SEGMENT (several guest datagrams each). */
+  segmentedSends = 0;
   sendErrors = 0;
   hostErrors = 0;
   icmpRelayed = 0;
@@ -112,6 +115,7 @@ export class UdpStack implements Transport {
   readonly stats = new UdpStats();
   readonly flows: FlowTable<UdpFlow>;
   readonly #view = new UdpView();
+  readonly #batch = new UdpBatch();
   /**
    * Local services by family * 65536 + port (a number key: no allocation per lookup), each a
    * short list with the specific addresses first and the any-address one last. -L udp
@@ -261,8 +265,62 @@ export class UdpStack implements Transport {
     return null;
   }
 
-  /** Guest → host, straight from the receive buffer. */
+  /** Guest → host: gathered for one UDP_SEGMENT send (batch.ts), or sent at once. */
   #send(f: UdpFlow, b: Uint8Array, off: number, len: number): void {
+    const q = this.#batch;
+    if (len === 0 || len > SEG_MAX || f.noSegment) {
+      if (q.count > 0) this.flush();
+      this.#sendNow(f, b, off, len);
+      return;
+    }
+    if (!q.fits(f, len)) this.flush();
+    if (q.count === 0) {
+      q.flow = f;
+      q.seg = len;
+    }
+    copyBytes(q.buf, q.len, b, off, len);
+    q.len += len;
+    q.count++;
+    if (len < q.seg) this.flush(); // only the last segment may be shorter
+  }
+
+  /** Sends the gathered datagrams (end of a tap batch, or before one that cannot join). */
+  flush(): void {
+    const q = this.#batch;
+    const f = q.flow;
+    const count = q.count, len = q.len, seg = q.seg;
+    if (count === 0 || f === null) return;
+    q.reset();
+    if (count === 1) {
+      this.#sendNow(f, q.buf, 0, len);
+      return;
+    }
+    const s = f.sock;
+    if (s === null) return;
+    const n = s.sendSegmented(q.buf, 0, len, seg);
+    if (n >= 0) {
+      f.pktsOut += count;
+      f.bytesOut += len;
+      this.stats.fromGuest += count;
+      this.stats.bytesFromGuest += len;
+      this.stats.segmentedSends++;
+      this.flows.touch(f);
+      return;
+    }
+    if (n === -EAGAIN) {
+      this.stats.sendDrops += count;
+      return;
+    }
+    // A pending ICMP error, or a path or kernel that cannot take UDP_SEGMENT (EINVAL, EIO):
+    // one by one, which relays the error or fragments as a plain send does.
+    if (n === -EINVAL || n === -EIO || n === -ENOPROTOOPT) f.noSegment = true;
+    for (let o = 0; o < len && f.sock !== null; o += seg) {
+      this.#sendNow(f, q.buf, o, len - o < seg ? len - o : seg);
+    }
+  }
+
+  /** Guest → host, one datagram, straight from the buffer it is in. */
+  #sendNow(f: UdpFlow, b: Uint8Array, off: number, len: number): void {
     const s = f.sock;
     if (s === null) return;
     let n = s.send(b, off, len);
@@ -370,6 +428,7 @@ export class UdpStack implements Transport {
   }
 
   #closed(f: UdpFlow, why: CloseReason): void {
+    if (this.#batch.flow === f) this.flush(); // what the guest sent before goes first
     const s = f.sock;
     if (s !== null) {
       this.poller.remove(s);

@@ -60,7 +60,8 @@ const flow = flowOf();
 let moved = 0;
 function round(n, control, keep) {
   for (let i = 0; i < n; i++) {
-    stack.input(f, f.length);                 // guest -> host: send() from the frame
+    stack.input(f, f.length);                 // guest -> host: gathered (one datagram)
+    stack.udp.flush();                        // end of the tap batch: send()
     const k = echo.recvFrom(buf, 0, buf.length);
     if (k > 0) echo.sendTo(buf, 0, k, lo, echo.fromPort);
     flow.onEvents(1);                         // host -> guest: recv into tx.buf, one frame

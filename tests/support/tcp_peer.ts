@@ -11,7 +11,8 @@
 //     port 15  reads a line, then resets;  port 17  prints "peer-reset" / "peer-eof"
 //   client modes: echo HOST N | upload HOST N | download HOST N | many HOST COUNT |
 //     refused HOST PORT | halfclose HOST | slowpush HOST N SECONDS GATEFILE |
-//     pingpong HOST ROUNDS (prints "rtt-ms X") | resets HOST
+//     pingpong HOST ROUNDS (prints "rtt-ms X") | resets HOST |
+//     churn HOST COUNT THREADS (short connections, the guest closes first)
 //   python3 PEER <client mode> ...  (in the guest namespace; prints OK and exits 0 on success)
 //
 // Data is a fixed random block repeated, so both ends hash what actually crossed.
@@ -208,6 +209,37 @@ def many(host, count):
     assert not errors, f"{len(errors)} failed: {errors[:5]}"
 
 
+def churn(host, count, threads):
+    # Short connections as fast as the guest makes them: connect, one byte each way, close
+    # (the guest closes first). Prints how many were refused or reset; fails if any were.
+    failed = []
+    left = [count]
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                if left[0] == 0:
+                    return
+                left[0] -= 1
+            try:
+                s = connect(host, 7, timeout=30)
+                s.sendall(b"x")
+                assert s.recv(1) == b"x", "no echo"
+                s.close()
+            except (OSError, AssertionError) as e:
+                with lock:
+                    failed.append(repr(e))
+
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(600)
+    print(f"churn {count} failed {len(failed)}", flush=True)
+    assert not failed, f"{len(failed)} of {count} failed: {failed[:3]}"
+
+
 def pingpong(host, rounds):
     s = connect(host, 7)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -328,6 +360,8 @@ if __name__ == "__main__":
         download(sys.argv[2], int(sys.argv[3]))
     elif mode == "many":
         many(sys.argv[2], int(sys.argv[3]))
+    elif mode == "churn":
+        churn(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif mode == "refused":
         refused(sys.argv[2], int(sys.argv[3]))
     elif mode == "pingpong":

@@ -129,6 +129,7 @@ function world(opts: { outbound4?: Uint8Array; hostLoopback?: "redirect" | "unre
     asked,
     send(f: Uint8Array) {
       stack.input(f, f.length);
+      stack.udp.flush(); // the end of a tap batch (drainTap): gathered datagrams go out
     },
     /** Runs the event loop until `until()` holds (bounded). */
     async pump(until: () => boolean, ms = 3000) {
