@@ -116,9 +116,16 @@ export const STORE_RANGES_MAX = 8;
  * handshake not completed) at once, in all; a new SYN beyond it evicts the oldest (see
  * HALF_OPEN_EVICT_AGE_MS).
  */
-export const MAX_HALF_OPEN = 256;
-/** Most half-open connections to one destination (address and port, hashed in buckets). */
-export const MAX_HALF_OPEN_PER_DST = 64;
+export const MAX_HALF_OPEN = 4096;
+/**
+ * Most half-open connections to one destination (address and port, hashed in buckets). Sized
+ * like Linux's own SYN backlog (tcp_max_syn_backlog, somaxconn): a guest's legitimate burst
+ * (a test harness opening thousands of connections at once) must not wait for SYN
+ * retransmissions, while a flood still costs at most this many host connections per
+ * destination for ~1 s each (64 here made 10,000 connections opened at once miss a 30 s
+ * deadline, and 200 parallel connects wait 1 s for most of them).
+ */
+export const MAX_HALF_OPEN_PER_DST = 1024;
 /**
  * At a bound, the oldest half-open connection is evicted only when it is at least this old
  * (ms): a guest's own burst completes its handshakes within milliseconds. Otherwise the new SYN
