@@ -37,11 +37,10 @@ import { openFirewall, type PreparedFirewall, prepareFirewall } from "../firewal
 import { FlagValueError } from "../firewall/rules.ts";
 import { sanitySet } from "../firewall/sanity.ts";
 import { ApiSocket } from "./api_socket.ts";
-import { confine } from "./confine.ts";
 import { parentPid, setParentDeathSignal, SIGTERM } from "../ffi/process.ts";
 import { LINKTYPE_ETHERNET, PCAP_MAX_SNAPLEN, PcapWriter } from "../stack/link/pcap.ts";
 import { ForwardError } from "../stack/forwards/mod.ts";
-import { MetricsServer, renderMetrics } from "./metrics.ts";
+import type { MetricsServer } from "./metrics.ts";
 import { watchMemory } from "./memory.ts";
 
 /** slirpnetstack's exit codes (Go's os.Exit(-n)), for the failures scripts test for. */
@@ -417,9 +416,17 @@ export async function runDaemon(cfg: Config, embed?: Embedding, early?: Early): 
   }
 }
 
-/** -m: first of all, as slirpnetstack (its line comes before the netns lines). */
-function startMetrics(cfg: Config, parts: { p: Parts | null }, down: Teardown): void {
+/**
+ * -m: first of all, as slirpnetstack (its line comes before the netns lines). Loaded only
+ * when asked for (start-up time is module loading).
+ */
+async function startMetrics(
+  cfg: Config,
+  parts: { p: Parts | null },
+  down: Teardown,
+): Promise<void> {
   if (cfg.metrics === null) return;
+  const { MetricsServer, renderMetrics } = await import("./metrics.ts");
   let m: MetricsServer;
   try {
     m = MetricsServer.start(
@@ -476,7 +483,7 @@ async function runStopping(
     const exitFd = cfg.exitFd === null ? null : new WatchedFd(cfg.exitFd, "--exit-fd");
     if (exitFd !== null) down.add(() => exitFd.close());
     const holder: { p: Parts | null } = { p: null };
-    startMetrics(cfg, holder, down);
+    await startMetrics(cfg, holder, down);
     const parts = await build(cfg, prepared, down, fwLog, embed !== undefined, early?.tap);
     holder.p = parts;
     const failed = await openForwards(cfg, parts, down);
@@ -485,7 +492,10 @@ async function runStopping(
     const watch = cfg.linkFd === null ? NetnsWatch.open(cfg.netns) : null;
     if (watch !== null) down.add(() => watch.close());
     // Everything that needs privileges is done: confine before the guest may speak.
-    confine(cfg, (line) => console.error(line));
+    // (Loaded only when asked for: start-up time is module loading.)
+    if (cfg.sandbox || cfg.seccomp) {
+      (await import("./confine.ts")).confine(cfg, (line) => console.error(line));
+    }
     const code = await serve(cfg, parts, exitFd, down, stopper, embed, watch);
     down.run();
     if (!cfg.quiet && !embed) console.error(stopLine(parts));
