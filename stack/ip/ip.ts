@@ -71,18 +71,10 @@ export class Ip {
       else this.counters.dropFragment++;
       return;
     }
-    const m = this.meta;
-    m.family = 4;
-    m.b = b;
-    m.ipOff = o;
-    m.srcOff = ip.srcOffset;
-    m.dstOff = ip.dstOffset;
-    m.proto = ip.protocol;
+    const m = this.#fill(4, b, o, ip.srcOffset, ip.dstOffset, ip.protocol);
     m.l4Off = ip.payloadOffset;
     m.l4Len = ip.payloadLen;
     m.ttl = ip.ttl;
-    m.csumTrusted = this.csumTrusted;
-    m.gsoSize = this.gsoSize;
     this.#dispatch(m, m.proto === PROTO_ICMP ? this.transports.icmp4 : undefined);
   }
 
@@ -100,13 +92,7 @@ export class Ip {
         this.onLoopbackSource6 !== null && (p === PROTO_TCP || p === PROTO_UDP) &&
         !ip.isFragment && GuestSources.loopback6(b, ip.srcOffset)
       ) {
-        const m = this.meta;
-        m.family = 6;
-        m.b = b;
-        m.ipOff = o;
-        m.srcOff = ip.srcOffset;
-        m.dstOff = ip.dstOffset;
-        m.proto = p;
+        const m = this.#fill(6, b, o, ip.srcOffset, ip.dstOffset, p);
         m.l4Off = ip.l4Offset;
         m.l4Len = ip.l4Len;
         this.onLoopbackSource6(m);
@@ -127,18 +113,10 @@ export class Ip {
       else this.counters.dropFragment++;
       return;
     }
-    const m = this.meta;
-    m.family = 6;
-    m.b = b;
-    m.ipOff = o;
-    m.srcOff = ip.srcOffset;
-    m.dstOff = ip.dstOffset;
-    m.proto = ip.protocol;
+    const m = this.#fill(6, b, o, ip.srcOffset, ip.dstOffset, ip.protocol);
     m.l4Off = ip.l4Offset;
     m.l4Len = ip.l4Len;
     m.ttl = ip.hopLimit;
-    m.csumTrusted = this.csumTrusted;
-    m.gsoSize = this.gsoSize;
     this.#dispatch(m, m.proto === PROTO_ICMPV6 ? this.transports.icmp6 : undefined);
   }
 
@@ -149,6 +127,27 @@ export class Ip {
     this.gsoSize = 0;
     if (family === 4) this.input4(b, o, n);
     else this.input6(b, o, n);
+  }
+
+  /** The one reused PacketMeta, filled with what both families share (no allocation). */
+  #fill(
+    family: 4 | 6,
+    b: Uint8Array,
+    o: number,
+    srcOff: number,
+    dstOff: number,
+    proto: number,
+  ): PacketMeta {
+    const m = this.meta;
+    m.family = family;
+    m.b = b;
+    m.ipOff = o;
+    m.srcOff = srcOff;
+    m.dstOff = dstOff;
+    m.proto = proto;
+    m.csumTrusted = this.csumTrusted;
+    m.gsoSize = this.gsoSize;
+    return m;
   }
 
   #dispatch(m: PacketMeta, icmp: Transport | undefined): void {
