@@ -155,8 +155,10 @@ Deno.test({
       const started = `${dir}/started`;
       // CMD counts SIGINTs; `sleep & wait` so the trap runs at once.
       const cmd = `trap 'echo got-INT' INT; touch ${started}; sleep 3 & wait; sleep 1; exit 4`;
-      const inner = [...net.host.prefix(), ...slirpdCommand(), "--", "sh", "-c", cmd].map(q)
-        .join(" ");
+      // `exec`: script(1) runs this with $SHELL -c, and a dash there (CI has no SHELL) would
+      // wait for slirpd in the same process group and itself die of the ^C (exit 130).
+      const inner = "exec " +
+        [...net.host.prefix(), ...slirpdCommand(), "--", "sh", "-c", cmd].map(q).join(" ");
       // script(1) runs it on a pty; the ^C byte we type becomes SIGINT to the foreground group.
       const typist = `for i in $(seq 300); do [ -e ${started} ] && break; sleep 0.05; done; ` +
         `sleep 0.3; printf '\\003'; sleep 6`;
