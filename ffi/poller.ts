@@ -73,11 +73,27 @@ const errnoView = new Deno.UnsafePointerView(libc.__errno_location()!);
 
 const macrotask = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/**
+ * After activity the loop waits with sync epoll_wait calls for HOLD_MS before it goes to the
+ * nonblocking wait: the thread sleeps in the kernel (no CPU) and wakes within microseconds,
+ * where the nonblocking wait's thread hand-off costs ~60 µs per wake-up (a request/response or
+ * a stream that briefly drains pays it on every round). The thread is blocked meanwhile, so
+ * each sync wait lasts at most HOLD_SLICE_MS and the loop yields a macrotask after it: Deno's
+ * timers, signal listeners and the API socket wait at most that long. An idle daemon leaves the
+ * hold after HOLD_MS and sleeps in the nonblocking wait, costing nothing.
+ */
+const HOLD_MS = 50;
+const HOLD_SLICE_MS = 5;
 /** Spin only when the last event is this recent (ms): an idle daemon never spins. */
 const SPIN_AFTER_ACTIVITY_MS = 2;
 
 export class Poller {
-  /** µs to busy-poll after activity before the blocking wait (0 = never). */
+  /**
+   * ms after the last event during which the loop waits with sync epoll_wait slices (0 =
+   * never): see HOLD_SLICE_MS.
+   */
+  holdMs = HOLD_MS;
+  /** µs to busy-poll right after activity, before the hold (0 = never). */
   spinUs = 50;
   readonly #ep: number;
   readonly #wake: number;
@@ -161,9 +177,9 @@ export class Poller {
     try {
       while (!this.#stopped) {
         let n = this.#waitNow();
-        // Right after activity, spin briefly with sync waits before paying for a nonblocking
-        // one (~60 µs of thread hand-off): a request/response or a connect() on the host
-        // usually answers within microseconds.
+        // Right after activity, spin briefly with sync waits: a request/response or a
+        // connect() on the host usually answers within microseconds, sooner than a sleeping
+        // thread is woken on a busy machine.
         if (n === 0 && this.spinUs > 0) {
           const now = performance.now();
           if (now - lastActive < SPIN_AFTER_ACTIVITY_MS) {
@@ -179,6 +195,28 @@ export class Poller {
         if (this.#stopped) break;
         if (n > 0 || t === 0) {
           if (++busy >= YIELD_EVERY) {
+            busy = 0;
+            await macrotask();
+          }
+          continue;
+        }
+        // Still close to activity: wait in the kernel with a sync call (no CPU, and an event
+        // wakes it within microseconds instead of the ~60 µs hand-off of the nonblocking
+        // wait), in slices, yielding to Deno's event loop (timers, signals, the API socket)
+        // between them.
+        const hold = lastActive + this.holdMs - performance.now();
+        if (hold > 0) {
+          const slice = Math.min(
+            HOLD_SLICE_MS,
+            Math.ceil(hold),
+            t < 0 ? HOLD_SLICE_MS : Math.ceil(t),
+          );
+          const m = this.#waitFor(slice);
+          if (m > 0) {
+            this.#dispatch(m);
+            lastActive = performance.now();
+          }
+          if (m === 0 || ++busy >= YIELD_EVERY) {
             busy = 0;
             await macrotask();
           }
@@ -219,8 +257,13 @@ export class Poller {
   }
 
   #waitNow(): number {
+    return this.#waitFor(0);
+  }
+
+  /** A sync epoll_wait of at most `ms` (0: just look); blocks the thread meanwhile. */
+  #waitFor(ms: number): number {
     for (;;) {
-      const n = libc.epoll_wait(this.#ep, this.#events, MAX_EVENTS, 0);
+      const n = libc.epoll_wait(this.#ep, this.#events, MAX_EVENTS, ms);
       if (n >= 0) return n;
       const e = errnoView.getInt32(0);
       if (e !== EINTR) throw new SyscallError("epoll_wait", e);
