@@ -15,7 +15,8 @@
 //   - the tool's VmHWM from /proc/PID/status right after the iperf3 runs (peak RSS), and its
 //     VmRSS just after start;
 //   - iperf3 -u -b 0 -l 1400 both ways: UDP Gbit/s delivered to the receiver;
-//   - TCP_RR: 2000 1-byte round trips on one connection (p50/p99 µs), TCP_CRR: connect, 1-byte
+//   - TCP_RR: 2000 1-byte round trips on one connection (p50/p99 µs), and 500 more each 1 ms
+//     after the last answer (interactive traffic: the tool has gone idle), TCP_CRR: connect, 1-byte
 //     echo, close, for 3 s (conn/s), alone and with 64 clients at once; a burst of --burst N
 //     (10,000) connections opened at once and held: time to the last SYN-ACK, to the last
 //     echo, and the tool's RSS growth per open connection; all by scripts/bench/probe.ts (Deno)
@@ -259,6 +260,15 @@ async function benchCell(
       const r = await rr(guest, opt.rrN, 10_000);
       put("rrP50", blame(r.p50));
       put("rrP99", blame(r.p99));
+      // Interactive traffic: a request 1 ms after the last answer finds the tool idle.
+      const g = await rr(guest, 500, 10_000, 1);
+      put("rrGapP50", blame(g.p50));
+      put("rrGapP99", blame(g.p99));
+      log(
+        `${tool} mtu ${mtu} rr 1 ms apart run ${i + 1}: p50 ${show(g.p50, "µs")} p99 ${
+          show(g.p99, "µs")
+        }`,
+      );
       const c = blame(await crr(guest, opt.crrMs));
       put("crr", c);
       log(

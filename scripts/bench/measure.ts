@@ -183,9 +183,9 @@ export interface RrResult {
   p99: Sample;
 }
 
-/** TCP_RR: n 1-byte round trips on one connection, at most maxMs. */
-export async function rr(guest: Netns, n: number, maxMs: number): Promise<RrResult> {
-  const j = await probe(guest, ["rr", String(n), String(maxMs)], maxMs + 30_000);
+/** TCP_RR: n 1-byte round trips on one connection, at most maxMs, gapMs apart (0: back to back). */
+export async function rr(guest: Netns, n: number, maxMs: number, gapMs = 0): Promise<RrResult> {
+  const j = await probe(guest, ["rr", String(n), String(maxMs), String(gapMs)], maxMs + 30_000);
   if (!j.ok) {
     const reason = `rr: ${oneLine(String(j.error))}`;
     return { p50: fail(reason), p99: fail(reason) };

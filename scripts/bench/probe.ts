@@ -80,7 +80,8 @@ function percentile(sorted: number[], p: number): number {
   return sorted[i];
 }
 
-async function rr(n: number, maxMs: number): Promise<void> {
+/** n round trips; `gapMs` > 0 waits that long before each (interactive traffic, not a stream). */
+async function rr(n: number, maxMs: number, gapMs = 0): Promise<void> {
   const conn = await connect(5_000);
   const buf = new Uint8Array(64).fill(0x2a);
   // Warm-up: ARP/neighbour entries, the tools' first-packet paths, V8's JIT.
@@ -90,6 +91,7 @@ async function rr(n: number, maxMs: number): Promise<void> {
   const samples: number[] = [];
   const deadline = performance.now() + maxMs;
   for (let i = 0; i < n && performance.now() < deadline; i++) {
+    if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
     const t0 = performance.now();
     if (!await pingPong(conn, buf, 5_000)) throw new Error(`EOF after ${i} round trips`);
     samples.push((performance.now() - t0) * 1000);
@@ -242,8 +244,9 @@ async function trickle(rate: number, secs: number): Promise<void> {
 try {
   if (mode === "server") await serve();
   else if (mode === "check") await check(Number(rest[0] ?? 5_000));
-  else if (mode === "rr") await rr(Number(rest[0] ?? 2_000), Number(rest[1] ?? 10_000));
-  else if (mode === "crr") await crr(Number(rest[0] ?? 3_000));
+  else if (mode === "rr") {
+    await rr(Number(rest[0] ?? 2_000), Number(rest[1] ?? 10_000), Number(rest[2] ?? 0));
+  } else if (mode === "crr") await crr(Number(rest[0] ?? 3_000));
   else if (mode === "crrpar") await crrPar(Number(rest[0] ?? 3_000), Number(rest[1] ?? 64));
   else if (mode === "burst") await burst(Number(rest[0] ?? 10_000), Number(rest[1] ?? 1_000));
   else if (mode === "trickle") await trickle(Number(rest[0] ?? 10), Number(rest[1] ?? 60));

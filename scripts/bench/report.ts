@@ -14,6 +14,8 @@ export type MetricKey =
   | "h2gRetr"
   | "rrP50"
   | "rrP99"
+  | "rrGapP50"
+  | "rrGapP99"
   | "crr"
   | "crr64"
   | "burstConnect"
@@ -42,6 +44,20 @@ export const METRICS: MetricDef[] = [
   { key: "h2gRetr", label: "host→guest retransmits", better: "lower", digits: 0, ratio: false },
   { key: "rrP50", label: "TCP_RR 1 B p50 µs", better: "lower", digits: 0, ratio: true },
   { key: "rrP99", label: "TCP_RR 1 B p99 µs", better: "lower", digits: 0, ratio: true },
+  {
+    key: "rrGapP50",
+    label: "TCP_RR 1 B, 1 ms apart, p50 µs",
+    better: "lower",
+    digits: 0,
+    ratio: true,
+  },
+  {
+    key: "rrGapP99",
+    label: "TCP_RR 1 B, 1 ms apart, p99 µs",
+    better: "lower",
+    digits: 0,
+    ratio: true,
+  },
   { key: "crr", label: "TCP_CRR conn/s", better: "higher", digits: 0, ratio: true },
   { key: "crr64", label: "TCP_CRR conn/s, 64 clients", better: "higher", digits: 0, ratio: true },
   {
