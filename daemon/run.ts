@@ -26,7 +26,7 @@
 import type { Config } from "./config.ts";
 import type { Tap } from "../ffi/tap.ts";
 import { EPOLLIN, Poller } from "../ffi/poller.ts";
-import { WatchedFd, writeAndClose } from "../ffi/fd.ts";
+import { raiseFdLimit, WatchedFd, writeAndClose } from "../ffi/fd.ts";
 import { NetnsWatch } from "../ffi/nswatch.ts";
 import { attachGuest } from "./attach.ts";
 import { NetnsSocketPool } from "../ffi/nssock.ts";
@@ -398,6 +398,7 @@ export interface Early {
  * here on, and every exit closes it.
  */
 export async function runDaemon(cfg: Config, embed?: Embedding, early?: Early): Promise<number> {
+  raiseFdLimit(); // one host socket per guest connection: 10k connections need 10k descriptors
   const stopper = new Stopper(embed);
   try {
     if (early !== undefined) {

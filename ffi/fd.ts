@@ -12,7 +12,30 @@ const libc = openLibc({
   tcgetpgrp: { parameters: ["i32"], result: "i32" },
   getpgrp: { parameters: [], result: "i32" },
   malloc_trim: { parameters: ["usize"], result: "i32" },
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
 });
+
+const RLIMIT_NOFILE = 7;
+
+/**
+ * Raises the soft limit on open descriptors to the hard one; returns the limit now in force.
+ * Every guest TCP connection and UDP flow is a host socket, and services usually start with a
+ * soft limit of 1024 (systemd's default, so that select() users stay safe) and a much higher
+ * hard one, expecting a program that needs more to raise its own. `deno run` happens to do this
+ * for us; slirpd does it itself so that it does not depend on the runtime (a compiled binary).
+ */
+export function raiseFdLimit(): number {
+  // struct rlimit { rlim_t rlim_cur, rlim_max } (64-bit on every target slirpd builds for).
+  const lim = new BigUint64Array(2);
+  const buf = new Uint8Array(lim.buffer);
+  if (libc.getrlimit(RLIMIT_NOFILE, buf) !== 0) return -1;
+  if (lim[0] < lim[1]) {
+    lim[0] = lim[1];
+    if (libc.setrlimit(RLIMIT_NOFILE, buf) !== 0) libc.getrlimit(RLIMIT_NOFILE, buf);
+  }
+  return Number(lim[0]);
+}
 
 /** glibc's malloc_trim(0): free heap pages go back to the system (daemon/memory.ts). */
 export function mallocTrim(): void {

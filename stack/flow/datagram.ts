@@ -81,12 +81,20 @@ export class FlowTable<F extends Flow> {
     return this.#table.lookup(family, b, guestOff, guestPort, remoteOff, remotePort);
   }
 
-  /** Adds a new flow (its key must not be in the table), evicting the idlest when full. */
-  add(f: F): void {
+  /**
+   * Evicts the idlest flows while the table is full. Called before a new flow's host socket
+   * is opened, so that the sockets never outnumber the table's bound, not even for a moment.
+   */
+  makeRoom(): void {
     while (this.#table.full && this.#oldest !== null) {
       this.evicted++;
       this.close(this.#oldest, "evicted");
     }
+  }
+
+  /** Adds a new flow (its key must not be in the table), evicting the idlest when full. */
+  add(f: F): void {
+    this.makeRoom();
     this.#table.insert(f);
     f.open = true;
     f.lastUsed = this.wheel.now | 0;

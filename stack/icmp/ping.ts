@@ -138,6 +138,7 @@ export class Ping implements Transport {
     }
     const f = new PingFlow(family, b.slice(m.srcOff, m.srcOff + alen), id, dst, 0);
     let sock: PingSocket | null;
+    this.flows.makeRoom();
     try {
       sock = PingSocket.open(family);
     } catch {

@@ -392,6 +392,7 @@ export class UdpStack implements Transport {
       if (t.bindOutbound) bindAddr = out.bindFor(t.family);
     } else bindAddr = out.bindFor(family);
     let sock: UdpSocket;
+    this.flows.makeRoom();
     try {
       // IPv6 only (IPV6_V6ONLY): a v4-mapped destination never becomes IPv4 behind the policy.
       sock = bindAddr === null

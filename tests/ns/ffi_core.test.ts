@@ -8,6 +8,7 @@ import { nsInode, openGuestNetnsDirect, withNetns } from "../../ffi/netns.ts";
 import { openTap, Tap, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 } from "../../ffi/tap.ts";
 import { configureGuest, formatIp, type GuestConfig } from "../../ffi/netlink.ts";
 import { SyscallError } from "../../ffi/libc.ts";
+import { raiseFdLimit } from "../../ffi/fd.ts";
 import {
   arpReply,
   assert,
@@ -336,4 +337,23 @@ Deno.test("formatIp prints v4 and compressed v6", () => {
     formatIp(new Uint8Array([0x20, 1, 0xd, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1])),
     "2001:db8:0:1::1",
   );
+});
+
+Deno.test({
+  name: "raiseFdLimit lifts the soft descriptor limit to the hard one",
+  ignore: skip(needs("prlimit"), "raiseFdLimit"),
+  fn() {
+    const limits = () =>
+      Deno.readTextFileSync("/proc/self/limits").match(/^Max open files\s+(\S+)\s+(\S+)/m)!
+        .slice(1);
+    const hard = limits()[1];
+    // Lower our own soft limit the way a service manager would start us (soft 1024).
+    const out = new Deno.Command("prlimit", {
+      args: ["--pid", `${Deno.pid}`, `--nofile=1024:${hard}`],
+    }).outputSync();
+    assert(out.success, new TextDecoder().decode(out.stderr));
+    assertEquals(limits()[0], "1024");
+    assertEquals(`${raiseFdLimit()}`, hard);
+    assertEquals(limits(), [hard, hard]);
+  },
 });

@@ -458,6 +458,8 @@ export interface SlirpdOptions {
   /** Don't wait for readiness (for tests of startup failures). */
   noWait?: boolean;
   env?: Record<string, string>;
+  /** A command that execs slirpd (e.g. `prlimit --nofile=... --`), inside hostNs. */
+  wrap?: string[];
 }
 
 /** A running slirpd; `stop()` sends SIGTERM and returns the exit status. */
@@ -476,6 +478,7 @@ export async function startSlirpd(opts: SlirpdOptions): Promise<Slirpd> {
   const hasTarget = args.includes("--netns") ||
     args.some((a) => a.startsWith("--netns="));
   const cmd = [
+    ...opts.wrap ?? [],
     ...slirpdCommand(),
     ...(hasTarget ? [] : ["--netns", opts.guest.path]),
     ...args,
