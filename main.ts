@@ -6,13 +6,8 @@
 // (tests/unit/startup_graph.test.ts). The daemon (stack, firewall) loads, as a dynamic import,
 // while the tap is made; `-- CMD` loads its module only when the command line has `--`.
 
-import {
-  type Config,
-  helpText,
-  parseConfig,
-  type ParseResult,
-  UsageError,
-} from "./daemon/config.ts";
+import { type Config, parseConfig, type ParseResult, UsageError } from "./daemon/config.ts";
+import { helpText } from "./daemon/options.ts";
 import { versionLines } from "./daemon/version.ts";
 import { attachGuest, lookupsFirst } from "./daemon/attach.ts";
 import { withRemedy } from "./daemon/remedy.ts";

@@ -17,7 +17,8 @@
 // so slirpd passes SIGINT on only when it did not come from its terminal (SIGTERM and SIGHUP
 // always).
 
-import { type Config, FLAGS, parseConfig, type ParseResult, UsageError } from "./config.ts";
+import { type Config, parseConfig, type ParseResult, UsageError } from "./config.ts";
+import { FLAGS } from "./options.ts";
 import { type Embedding, runDaemon } from "./run.ts";
 import { inTerminalForeground, makeFifo, writeAndClose } from "../ffi/fd.ts";
 import { closeFd, O_CLOEXEC, O_NONBLOCK, O_RDWR, openPath } from "../ffi/netns.ts";

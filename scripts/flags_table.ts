@@ -1,7 +1,7 @@
-// Prints the README's flag table from daemon/config.ts's FLAGS (the source --help uses), so the two
+// Prints the README's flag table from daemon/options.ts's FLAGS (the source --help uses), so the two
 // cannot drift: `deno run scripts/flags_table.ts`. tests/unit/readme.test.ts checks the README.
 
-import { FLAGS } from "../daemon/config.ts";
+import { FLAGS } from "../daemon/options.ts";
 
 const rows: string[][] = [["flag", "meaning"]];
 for (const [name, f] of Object.entries(FLAGS)) {

@@ -2,7 +2,7 @@
 // readiness signals, clean stop, and the command line's errors.
 
 import assert from "node:assert/strict";
-import { FLAGS } from "../../daemon/config.ts";
+import { FLAGS } from "../../daemon/options.ts";
 import {
   Background,
   makeNetns,

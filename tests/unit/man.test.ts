@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { manPage } from "../../scripts/man.ts";
-import { FLAGS } from "../../daemon/config.ts";
+import { FLAGS } from "../../daemon/options.ts";
 import { needs, run, skip } from "../support/harness.ts";
 
 const PAGE = new URL("../../slirpd.1", import.meta.url).pathname;

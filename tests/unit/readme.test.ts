@@ -2,7 +2,7 @@
 // its quick start is the two commands CI and a new user run.
 
 import assert from "node:assert/strict";
-import { FLAGS } from "../../daemon/config.ts";
+import { FLAGS } from "../../daemon/options.ts";
 
 const README = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
 
