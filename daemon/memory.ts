@@ -4,7 +4,7 @@
 // allocates nothing, so RSS stayed 130 MB above its start after 20k connections. So once the
 // guest has been quiet for a whole interval after a burst (MEMORY_BURST_FRAMES since the last
 // collection), slirpd runs one full collection and malloc_trim(0), which hand the pages back.
-// Never on the packet path: a timer of Deno's event loop, once per interval.
+// Never on the packet path: a timer of Deno's event loop, armed only after a burst.
 
 import { mallocTrim } from "../ffi/fd.ts";
 
@@ -28,25 +28,55 @@ async function exposeGc(): Promise<(() => void) | null> {
   }
 }
 
+/** The check: `poke` from the event loop's tick (cheap), `stop` at shutdown. */
+export interface MemoryWatch {
+  poke(): void;
+  stop(): void;
+}
+
 /**
- * Starts the check; `frames` counts what the guest sent (frames in). Returns the function that
- * stops it.
+ * Watches `frames` (what the guest sent, frames in). No timer runs until a burst has been
+ * seen: `poke`, called by the event loop after each round, only compares two numbers, and
+ * arms the check once MEMORY_BURST_FRAMES came in since the last collection; the check then
+ * runs every MEMORY_CHECK_MS until an interval passed without a frame, collects, and is not
+ * armed again before the next burst. So an idle slirpd has no timer of its own waking it.
  */
-export function watchMemory(frames: () => number): () => void {
+export function watchMemory(frames: () => number): MemoryWatch {
   let gc: Promise<(() => void) | null> | null = null;
   let collected = frames(); // frames at the last collection
   let last = collected;
-  const timer = setInterval(async () => {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+  const check = async () => {
+    timer = undefined;
     const now = frames();
-    const quiet = now === last;
-    last = now;
-    if (!quiet || now - collected < MEMORY_BURST_FRAMES) return;
+    if (now !== last) {
+      // Still busy: look again one interval later.
+      last = now;
+      timer = setTimeout(check, MEMORY_CHECK_MS);
+      return;
+    }
     collected = now;
     gc ??= exposeGc();
-    (await gc)?.();
+    const collect = await gc;
+    if (stopped) return;
+    collect?.();
     try {
       mallocTrim();
     } catch { /* not glibc: nothing to trim */ }
-  }, MEMORY_CHECK_MS);
-  return () => clearInterval(timer);
+  };
+  return {
+    poke() {
+      if (timer !== undefined || stopped) return;
+      const now = frames();
+      if (now - collected < MEMORY_BURST_FRAMES) return;
+      last = now;
+      timer = setTimeout(check, MEMORY_CHECK_MS);
+    },
+    stop() {
+      stopped = true;
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+    },
+  };
 }
