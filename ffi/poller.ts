@@ -73,12 +73,14 @@ const errnoView = new Deno.UnsafePointerView(libc.__errno_location()!);
 
 const macrotask = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** Spin only when the last event is this recent (ms): an idle daemon never spins. */
-const SPIN_AFTER_ACTIVITY_MS = 2;
+/** Block (sync) only when the last event is this recent (ms): an idle daemon never does. */
+const RECENT_MS = 2;
+/** The sync wait after activity, ms. */
+export const BLOCK_AFTER_ACTIVITY_MS = 1;
 
 export class Poller {
-  /** µs to busy-poll after activity before the blocking wait (0 = never). */
-  spinUs = 50;
+  /** ms to wait synchronously after activity before the nonblocking wait (0 = never). */
+  blockMs = BLOCK_AFTER_ACTIVITY_MS;
   readonly #ep: number;
   readonly #wake: number;
   readonly #events = new Uint8Array(MAX_EVENTS * EVENT_SIZE);
@@ -158,24 +160,29 @@ export class Poller {
     this.#running = true;
     let busy = 0;
     let lastActive = 0;
+    /** ms until the next timer, as the last tick said (-1: none). */
+    let due = -1;
     try {
       while (!this.#stopped) {
         let n = this.#waitNow();
-        // Right after activity, spin briefly with sync waits before paying for a nonblocking
-        // one (~60 µs of thread hand-off): a request/response or a connect() on the host
-        // usually answers within microseconds.
-        if (n === 0 && this.spinUs > 0) {
-          const now = performance.now();
-          if (now - lastActive < SPIN_AFTER_ACTIVITY_MS) {
-            const end = now + this.spinUs / 1000;
-            while (n === 0 && performance.now() < end) n = this.#waitNow();
-          }
+        // Right after activity, wait a little with a sync (thread-blocking) wait before paying
+        // for a nonblocking one (~60 µs and three context switches of thread hand-off): a
+        // request/response or a connect() on the host usually answers within microseconds,
+        // and a stream's next datagrams within one. It used to spin (sync waits with timeout
+        // 0 for 50 µs), which burnt the CPU the peers on the same cores needed: a host → guest
+        // UDP stream cost twice the CPU per datagram. Deno's own timers and jobs wait at most
+        // BLOCK_AFTER_ACTIVITY_MS for it (signals cut the wait short: EINTR).
+        // Never past the next timer (the last tick's answer).
+        if (n === 0 && this.blockMs > 0 && performance.now() - lastActive < RECENT_MS) {
+          const ms = due < 0 || due > this.blockMs ? this.blockMs : due;
+          if (ms > 0) n = this.#waitSync(ms);
         }
         if (n > 0) {
           this.#dispatch(n);
           lastActive = performance.now();
         }
         const t = this.#tick(tick);
+        due = t;
         if (this.#stopped) break;
         if (n > 0 || t === 0) {
           if (++busy >= YIELD_EVERY) {
@@ -216,6 +223,12 @@ export class Poller {
     closeFd(this.#ep);
     closeFd(this.#wake);
     this.#handlers.fill(undefined);
+  }
+
+  /** A sync wait of up to `ms`; EINTR (a signal: its listener runs in the event loop) is 0. */
+  #waitSync(ms: number): number {
+    const n = libc.epoll_wait(this.#ep, this.#events, MAX_EVENTS, ms);
+    return n > 0 ? n : 0;
   }
 
   #waitNow(): number {
