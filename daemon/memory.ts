@@ -4,8 +4,8 @@
 // allocates nothing, so RSS stayed 130 MB above its start after 20k connections. So once the
 // guest has been quiet for a whole interval after a burst, slirpd runs a full collection and
 // malloc_trim(0), which hand the pages back (and twice more while the guest stays quiet:
-// MEMORY_SETTLE_ROUNDS). Never on the packet path: a timer of Deno's event loop, once per
-// interval, and only when the guest sent nothing for a whole interval.
+// MEMORY_SETTLE_ROUNDS). Never on the packet path: a timer of Deno's event loop, armed only
+// after MEMORY_ARM_FRAMES guest frames, so an idle slirpd has no timer of its own waking it.
 //
 // A burst is either many frames (MEMORY_BURST_FRAMES since the last collection) or few frames
 // that cost much: a SYN flood of 3,000 frames opens 3,000 host connections and grew RSS by
@@ -21,6 +21,12 @@ import { mallocTrim } from "../ffi/fd.ts";
 /** How often activity is looked at, ms; frames since the last collection that make a burst. */
 export const MEMORY_CHECK_MS = 5_000;
 export const MEMORY_BURST_FRAMES = 20_000;
+/**
+ * Guest frames that arm the check (no timer before): few enough that a SYN flood of 3,000
+ * frames is looked at (its RSS growth makes it a burst), many enough that an interactive
+ * session's trickle rarely wakes slirpd for it.
+ */
+export const MEMORY_ARM_FRAMES = 1_000;
 /**
  * Collections after the first one, one per interval while the guest stays quiet: what a burst
  * left may outlive the guest's last frame by seconds (the half-open connections of a SYN flood
@@ -55,24 +61,43 @@ async function exposeGc(): Promise<(() => void) | null> {
   }
 }
 
+/** The check: `poke` from the event loop's tick (cheap), `stop` at shutdown. */
+export interface MemoryWatch {
+  poke(): void;
+  stop(): void;
+}
+
 /**
- * Starts the check; `frames` counts what the guest sent (frames in). Returns the function that
- * stops it.
+ * Watches `frames` (what the guest sent, frames in). No timer runs until the guest has been
+ * active: `poke`, called by the event loop after each round, only compares two numbers and arms
+ * the check once MEMORY_ARM_FRAMES came in since it last looked. The check then runs every
+ * MEMORY_CHECK_MS until an interval passed without a frame; then it collects if that activity
+ * was a burst (many frames, or RSS grown), and again MEMORY_SETTLE_ROUNDS times while the
+ * guest stays quiet; otherwise it stops until the next MEMORY_ARM_FRAMES frames.
  */
-export function watchMemory(frames: () => number): () => void {
+export function watchMemory(frames: () => number): MemoryWatch {
   let gc: Promise<(() => void) | null> | null = null;
   let collected = frames(); // frames at the last collection
   let floor = residentBytes(); // RSS right after the last collection (or at the start)
   let settle = 0; // collections still due while the guest stays quiet after a burst
+  let seen = collected; // frames when the check last stopped
   let last = collected;
-  const timer = setInterval(async () => {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+  const arm = () => {
+    if (!stopped) timer = setTimeout(check, MEMORY_CHECK_MS);
+  };
+  const check = async () => {
+    timer = undefined;
     const now = frames();
-    const quiet = now === last;
-    last = now;
-    if (!quiet) return;
+    if (now !== last) {
+      last = now; // still busy: look again one interval later
+      return arm();
+    }
     if (now !== collected) {
       const grown = residentBytes() - floor;
       if (now - collected < MEMORY_BURST_FRAMES && !(floor > 0 && grown >= MEMORY_GROWTH_BYTES)) {
+        seen = now; // activity, but no burst: nothing to give back
         return;
       }
       collected = now;
@@ -80,11 +105,28 @@ export function watchMemory(frames: () => number): () => void {
     } else if (settle > 0) settle--;
     else return;
     gc ??= exposeGc();
-    (await gc)?.();
+    const collect = await gc;
+    if (stopped) return;
+    collect?.();
     try {
       mallocTrim();
     } catch { /* not glibc: nothing to trim */ }
     floor = residentBytes();
-  }, MEMORY_CHECK_MS);
-  return () => clearInterval(timer);
+    seen = frames();
+    if (settle > 0) arm();
+  };
+  return {
+    poke() {
+      if (timer !== undefined || stopped) return;
+      const now = frames();
+      if (now - seen < MEMORY_ARM_FRAMES) return;
+      seen = last = now;
+      arm();
+    },
+    stop() {
+      stopped = true;
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+    },
+  };
 }

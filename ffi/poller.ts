@@ -76,25 +76,22 @@ const macrotask = () => new Promise<void>((resolve) => setImmediate(resolve));
 /**
  * After activity the loop waits with sync epoll_wait calls for HOLD_MS before it goes to the
  * nonblocking wait: the thread sleeps in the kernel (no CPU) and wakes within microseconds,
- * where the nonblocking wait's thread hand-off costs ~60 µs per wake-up (a request/response or
- * a stream that briefly drains pays it on every round). The thread is blocked meanwhile, so
- * each sync wait lasts at most HOLD_SLICE_MS and the loop yields a macrotask after it: Deno's
- * timers, signal listeners and the API socket wait at most that long. An idle daemon leaves the
- * hold after HOLD_MS and sleeps in the nonblocking wait, costing nothing.
+ * where the nonblocking wait's thread hand-off costs ~60 µs and three context switches per
+ * wake-up (a request/response, or a stream that briefly drains, pays it on every round). The
+ * thread is blocked meanwhile, so each sync wait lasts at most HOLD_SLICE_MS (never past the
+ * next timer) and the loop yields a macrotask after one that timed out: Deno's timers, signal
+ * listeners and the API socket wait at most that long (a signal cuts the wait short: EINTR).
+ * An idle daemon leaves the hold after HOLD_MS and sleeps in the nonblocking wait, costing
+ * nothing. (It used to spin for 50 µs instead, sync waits with timeout 0, which burnt the CPU
+ * that the peers on the same cores needed: a host → guest UDP stream cost twice the CPU per
+ * datagram.)
  */
 const HOLD_MS = 50;
 const HOLD_SLICE_MS = 5;
-/** Spin only when the last event is this recent (ms): an idle daemon never spins. */
-const SPIN_AFTER_ACTIVITY_MS = 2;
 
 export class Poller {
-  /**
-   * ms after the last event during which the loop waits with sync epoll_wait slices (0 =
-   * never): see HOLD_SLICE_MS.
-   */
+  /** ms after the last event during which the loop waits with sync slices (0 = never). */
   holdMs = HOLD_MS;
-  /** µs to busy-poll right after activity, before the hold (0 = never). */
-  spinUs = 50;
   readonly #ep: number;
   readonly #wake: number;
   readonly #events = new Uint8Array(MAX_EVENTS * EVENT_SIZE);
@@ -176,17 +173,7 @@ export class Poller {
     let lastActive = 0;
     try {
       while (!this.#stopped) {
-        let n = this.#waitNow();
-        // Right after activity, spin briefly with sync waits: a request/response or a
-        // connect() on the host usually answers within microseconds, sooner than a sleeping
-        // thread is woken on a busy machine.
-        if (n === 0 && this.spinUs > 0) {
-          const now = performance.now();
-          if (now - lastActive < SPIN_AFTER_ACTIVITY_MS) {
-            const end = now + this.spinUs / 1000;
-            while (n === 0 && performance.now() < end) n = this.#waitNow();
-          }
-        }
+        const n = this.#waitNow();
         if (n > 0) {
           this.#dispatch(n);
           lastActive = performance.now();
@@ -200,10 +187,7 @@ export class Poller {
           }
           continue;
         }
-        // Still close to activity: wait in the kernel with a sync call (no CPU, and an event
-        // wakes it within microseconds instead of the ~60 µs hand-off of the nonblocking
-        // wait), in slices, yielding to Deno's event loop (timers, signals, the API socket)
-        // between them.
+        // Still close to activity: the hold (HOLD_MS above).
         const hold = lastActive + this.holdMs - performance.now();
         if (hold > 0) {
           const slice = Math.min(
@@ -211,7 +195,7 @@ export class Poller {
             Math.ceil(hold),
             t < 0 ? HOLD_SLICE_MS : Math.ceil(t),
           );
-          const m = this.#waitFor(slice);
+          const m = this.#waitSync(slice);
           if (m > 0) {
             this.#dispatch(m);
             lastActive = performance.now();
@@ -256,14 +240,15 @@ export class Poller {
     this.#handlers.fill(undefined);
   }
 
-  #waitNow(): number {
-    return this.#waitFor(0);
+  /** A sync wait of up to `ms`; EINTR (a signal: its listener runs in the event loop) is 0. */
+  #waitSync(ms: number): number {
+    const n = libc.epoll_wait(this.#ep, this.#events, MAX_EVENTS, ms);
+    return n > 0 ? n : 0;
   }
 
-  /** A sync epoll_wait of at most `ms` (0: just look); blocks the thread meanwhile. */
-  #waitFor(ms: number): number {
+  #waitNow(): number {
     for (;;) {
-      const n = libc.epoll_wait(this.#ep, this.#events, MAX_EVENTS, ms);
+      const n = libc.epoll_wait(this.#ep, this.#events, MAX_EVENTS, 0);
       if (n >= 0) return n;
       const e = errnoView.getInt32(0);
       if (e !== EINTR) throw new SyscallError("epoll_wait", e);

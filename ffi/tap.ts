@@ -45,6 +45,9 @@ export const IFF_VNET_HDR = 0x4000;
 export const TUN_F_CSUM = 0x01;
 export const TUN_F_TSO4 = 0x02;
 export const TUN_F_TSO6 = 0x04;
+/** UDP segmentation offload (Linux 6.2+), only accepted as a pair. */
+export const TUN_F_USO4 = 0x20;
+export const TUN_F_USO6 = 0x40;
 
 /** sizeof(struct virtio_net_hdr): flags u8, gso_type u8, hdr_len, gso_size, csum_start, csum_offset u16. */
 export const VNET_HDR_LEN = 10;
@@ -99,6 +102,12 @@ export class Tap {
     readonly offloadFlags: number,
     /** True when this call created the device (it disappears when the fd closes). */
     readonly created: boolean,
+    /**
+     * The kernel knows USO (TUNSETOFFLOAD took USO4|USO6, Linux 6.2+: the same series taught
+     * the tap to take UDP_L4 GSO frames from us). Probed and turned off again: the guest
+     * still hands us single datagrams.
+     */
+    readonly usoKnown = false,
   ) {
     this.#fd = fd;
   }
@@ -111,6 +120,11 @@ export class Tap {
   /** TSO is on: the guest may hand us ~64 KB TCP super-frames and accepts GSO frames. */
   get offloaded(): boolean {
     return (this.offloadFlags & (TUN_F_TSO4 | TUN_F_TSO6)) !== 0;
+  }
+
+  /** UDP_L4 GSO frames (one UDP header, gso_size datagrams behind it) may be written. */
+  get uso(): boolean {
+    return this.offloaded && this.usoKnown;
   }
 
   /** Reads one frame into `buf` at offset 0. Returns its length, 0 when none is queued. */
@@ -250,6 +264,8 @@ function setup(fd: number, opts: TapOptions, g: GuestNetns): Tap {
     );
     if (opts.offload) offloadFlags = setOffload(fd, name);
   }
+  const usoKnown = (offloadFlags & TUN_F_USO4) !== 0;
+  offloadFlags &= ~(TUN_F_USO4 | TUN_F_USO6);
   // Clear offloads a previous user of an attached tap may have left on: without them the
   // kernel must hand us whole, checksummed frames.
   if (offloadFlags === 0) libc.ioctlVal(fd, TUNSETOFFLOAD, 0);
@@ -257,7 +273,8 @@ function setup(fd: number, opts: TapOptions, g: GuestNetns): Tap {
   // The helper's fd (userns.ts) was opened blocking; the direct one already has O_NONBLOCK.
   const fl = check(libc.fcntl(fd, F_GETFL, 0), "fcntl F_GETFL", name);
   check(libc.fcntl(fd, F_SETFL, fl | O_NONBLOCK), "fcntl F_SETFL", name);
-  return new Tap(fd, name, ifindex, vnet ? VNET_HDR_LEN : 0, offloadFlags, before === 0);
+  const vnetLen = vnet ? VNET_HDR_LEN : 0;
+  return new Tap(fd, name, ifindex, vnetLen, offloadFlags, before === 0, usoKnown);
 }
 
 /**
@@ -289,12 +306,23 @@ export function adoptFrameFd(fd: number, vnetHdr: boolean): Tap {
     if (offloadFlags === 0) libc.ioctlVal(fd, TUNSETOFFLOAD, 0);
   }
   check(libc.fcntl(fd, F_SETFL, fl | O_NONBLOCK), "fcntl F_SETFL", what);
-  return new Tap(fd, name, 0, vnet ? VNET_HDR_LEN : 0, offloadFlags, false);
+  const usoKnown = (offloadFlags & TUN_F_USO4) !== 0;
+  offloadFlags &= ~(TUN_F_USO4 | TUN_F_USO6);
+  return new Tap(fd, name, 0, vnet ? VNET_HDR_LEN : 0, offloadFlags, false, usoKnown);
 }
 
-/** Tries TSO + checksum, then checksum only; returns what the kernel accepted. */
+/**
+ * Tries TSO + checksum, then checksum only; returns what the kernel accepted. With TSO, USO
+ * is probed (accepted: USO4|USO6 in the result, for the caller to take out) and set back
+ * off: slirpd writes UDP_L4 GSO frames but does not take them from the guest.
+ */
 function setOffload(fd: number, name: string): number {
-  for (const flags of [TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, TUN_F_CSUM]) {
+  const tso = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+  if (libc.ioctlVal(fd, TUNSETOFFLOAD, tso | TUN_F_USO4 | TUN_F_USO6) === 0) {
+    if (libc.ioctlVal(fd, TUNSETOFFLOAD, tso) === 0) return tso | TUN_F_USO4 | TUN_F_USO6;
+    throw new SyscallError("ioctl TUNSETOFFLOAD", errno(), name);
+  }
+  for (const flags of [tso, TUN_F_CSUM]) {
     if (libc.ioctlVal(fd, TUNSETOFFLOAD, flags) === 0) return flags;
     const e = errno();
     if (e !== EINVAL) throw new SyscallError("ioctl TUNSETOFFLOAD", e, name);
@@ -308,5 +336,6 @@ export function offloadNames(flags: number): string {
   if (flags & TUN_F_CSUM) names.push("csum");
   if (flags & TUN_F_TSO4) names.push("tso4");
   if (flags & TUN_F_TSO6) names.push("tso6");
+
   return names.length ? names.join(",") : "none";
 }

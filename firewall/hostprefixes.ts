@@ -1,16 +1,17 @@
 // The host-prefix watcher: which destinations are "on this host" (step 4 of the decision).
 //
-// slirpnetstack reloads the main and local routing tables every 30 s. slirpd does the same
+// slirpnetstack reloads the main and local routing tables every 30 s. slirpd dumps the same
 // (ffi/rtwatch.ts: local addresses and directly reachable prefixes, default and gatewayed routes
-// excluded), and also listens for changes: a NETLINK_ROUTE socket subscribed to the IPv4/IPv6
-// address and route groups sits in the Poller, and any message on it triggers a new dump, so an
-// address added to the host counts as "host" within milliseconds, not 30 s. Bursts (one `ip
+// excluded), but on changes: a NETLINK_ROUTE socket subscribed to the IPv4/IPv6 address and
+// route groups sits in the Poller, and any message on it (or its overflow) triggers a new dump,
+// so an address added to the host counts as "host" within milliseconds, not 30 s. The 30 s
+// rescan runs only when that socket cannot be opened. Bursts (one `ip
 // addr add` makes several messages) are coalesced: at most one dump per MIN_GAP_MS, or per 20
 // times the last dump's duration when that is longer, so a host with a big, busy routing table
 // (a BGP router: 1M routes, constant churn) spends at most ~5% of the loop on dumps.
 //
 // It must run with the main thread in the host netns (the daemon opens it after the guest
-// setup window). If the change socket cannot be opened, the periodic rescan still runs.
+// setup window).
 //
 // A lookup is a PrefixSet lookup (decide.ts): no allocation; the set is rebuilt per dump.
 
@@ -69,8 +70,8 @@ export class HostPrefixes implements HostLookup {
     this.#dump = opts.dump ?? dumpHost;
     const monitor = opts.openMonitor ?? (opts.dump ? null : openRouteMonitor);
     this.#log = opts.log ?? ((l) => console.error(l));
-    // Before the first flow; a failure here stops slirpd instead of being a log line.
-    if (!this.rescan()) throw new Error(`host prefixes: ${this.#lastError}`);
+    // The change socket before the first dump: a change between the two is then an event,
+    // not lost (nothing else would ever dump again).
     if (opts.poller && monitor) {
       try {
         this.#fd = monitor();
@@ -79,10 +80,19 @@ export class HostPrefixes implements HostLookup {
       } catch (e) {
         if (this.#fd >= 0) closeFd(this.#fd);
         this.#fd = -1;
+        this.#poller = undefined;
         this.#log(`[!] host prefixes: no change events (${e}); rescanning every 30 s only`);
       }
     }
-    const every = opts.rescanMs ?? RESCAN_MS;
+    // Before the first flow; a failure here stops slirpd instead of being a log line.
+    if (!this.rescan()) {
+      this.close();
+      throw new Error(`host prefixes: ${this.#lastError}`);
+    }
+    // With the change socket, events (and its overflow, ENOBUFS: a full dump) cover every
+    // change, so the periodic rescan is only the fallback without one: an idle daemon is not
+    // woken every 30 s for a dump that finds nothing new.
+    const every = opts.rescanMs ?? (this.#fd >= 0 ? 0 : RESCAN_MS);
     if (every > 0) {
       const t = setInterval(() => this.rescan(), every);
       Deno.unrefTimer(t);

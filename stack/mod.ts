@@ -32,6 +32,7 @@ import { TcpSocket } from "../ffi/socket.ts";
 import { Fragmenter } from "./ip/frag.ts";
 import { Reassembler } from "./ip/reasm.ts";
 import { UdpStack } from "./udp/mod.ts";
+import { RX_AREA } from "./udp/host.ts";
 import { Ping } from "./icmp/ping.ts";
 import { Forwards } from "./forwards/mod.ts";
 import type { SpliceMode } from "./forwards/spec.ts";
@@ -113,7 +114,8 @@ export class Stack {
   constructor(readonly opts: StackOptions) {
     this.#tap = opts.tap;
     this.#vnetLen = opts.tap.vnetLen;
-    this.tx = new Tx(opts.tap, opts.plan.mac, opts.mtu, this.counters);
+    // Behind the frame area: UDP's recvmmsg slots (udp/host.ts).
+    this.tx = new Tx(opts.tap, opts.plan.mac, opts.mtu, this.counters, RX_AREA);
     const icmp4 = new Icmp4(opts.plan, this.tx, this.counters);
     const icmp6 = new Icmp6(opts.plan, this.tx, this.counters);
     // UDP routing and routed echo (ICMP that is not for slirpd itself goes to ping).

@@ -3,6 +3,7 @@
 //   deno run --allow-all scripts/bench/main.ts [--runs N] [--quick] [--only slirpd,pasta]
 //                                         [--mtu 1500,65520] [--out FILE] [--budget SECONDS]
 //                                         [--burst N] [--cost] [--cost-seconds S]
+//                                         [--sections tcp,udp,rr,cost,burst]
 //
 // Per tool × MTU ("cell"), all made fresh and torn down afterwards:
 //   - an isolated host namespace (tests/support/harness.ts makeHostNet: 192.0.2.1 on a veth to a peer
@@ -24,6 +25,9 @@
 //   - peak RSS (VmHWM) at the end of the cell;
 //   - with --cost: the tool's CPU seconds over 20 s idle, and while the guest makes 10
 //     connections per second for --cost-seconds (60).
+// --sections picks which of these run (tcp: the TCP iperf3 rows; udp; rr: TCP_RR and TCP_CRR;
+// cost; burst), e.g. `--sections udp` or `--sections cost`, to measure one change without the
+// rest (the start-up RSS and peak RSS rows are always there).
 // Traffic goes only between the namespaces the bench made. A tool that is not installed gets
 // "not installed" cells; a tool that fails (slirpd while its TCP is being written) gets
 // "fail[n]" cells with the reason underneath; neither stops the bench.
@@ -89,11 +93,16 @@ interface Options {
   burstN: number;
   /** The idle and trickle CPU section: seconds of the trickle (0: not run). */
   costS: number;
+  /** Sections to run (--sections; all by default, cost only with --cost or when named). */
+  sections: Set<Section>;
 }
+
+const SECTIONS = ["tcp", "udp", "rr", "cost", "burst"] as const;
+type Section = typeof SECTIONS[number];
 
 const USAGE = `usage: deno task bench [--runs N] [--quick] [--only slirpd|slirp4netns|pasta[,...]]
                        [--mtu 1500,65520] [--out FILE] [--budget SECONDS] [--burst N]
-                       [--cost] [--cost-seconds S]`;
+                       [--cost] [--cost-seconds S] [--sections tcp,udp,rr,cost,burst]`;
 
 function parseOptions(argv: string[]): Options {
   const bad = (msg: string): never => {
@@ -114,6 +123,7 @@ function parseOptions(argv: string[]): Options {
         burst: { type: "string", default: "10000" },
         cost: { type: "boolean", default: false },
         "cost-seconds": { type: "string", default: "60" },
+        sections: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -142,6 +152,13 @@ function parseOptions(argv: string[]): Options {
   if (!Number.isInteger(costS) || costS < 1 || costS > 600) {
     bad(`--cost-seconds: 1..600, got ${values["cost-seconds"]}`);
   }
+  const named = values.sections?.split(",").map((x) => x.trim()) ?? null;
+  for (const x of named ?? []) {
+    if (!SECTIONS.includes(x as Section)) bad(`--sections: unknown section ${x}`);
+  }
+  const sections = new Set<Section>(
+    (named ?? SECTIONS.filter((x) => x !== "cost" || values.cost)) as Section[],
+  );
   return {
     runs,
     seconds: values.quick ? 2 : 5,
@@ -152,7 +169,8 @@ function parseOptions(argv: string[]): Options {
     out: values.out,
     budgetS,
     burstN,
-    costS: values.cost ? costS : 0,
+    costS: sections.has("cost") ? costS : 0,
+    sections,
   };
 }
 
@@ -235,7 +253,7 @@ async function benchCell(
       failAll(broken, ["rssIdle"]);
       return samples;
     }
-    for (let i = 0; i < opt.runs && !aborting; i++) {
+    for (let i = 0; i < opt.runs && opt.sections.has("tcp") && !aborting; i++) {
       for (const reverse of [false, true]) {
         const r = await iperf(net.host, guest, guestIf(tool), opt.seconds, reverse);
         put(reverse ? "h2g" : "g2h", blame(r.gbps));
@@ -245,7 +263,7 @@ async function benchCell(
         log(`${tool} mtu ${mtu} ${dirn} run ${i + 1}: ${got}`);
       }
     }
-    for (let i = 0; i < opt.runs && !aborting; i++) {
+    for (let i = 0; i < opt.runs && opt.sections.has("udp") && !aborting; i++) {
       for (const reverse of [false, true]) {
         const r = await iperf(net.host, guest, guestIf(tool), opt.seconds, reverse, true);
         put(reverse ? "udpH2g" : "udpG2h", blame(r.gbps));
@@ -256,7 +274,7 @@ async function benchCell(
         );
       }
     }
-    for (let i = 0; i < opt.runs && !aborting; i++) {
+    for (let i = 0; i < opt.runs && opt.sections.has("rr") && !aborting; i++) {
       const r = await rr(guest, opt.rrN, 10_000);
       put("rrP50", blame(r.p50));
       put("rrP99", blame(r.p99));
@@ -295,7 +313,7 @@ async function benchCell(
     }
     // The burst last: a tool it breaks (slirp4netns here: no fd left) must not fail the
     // rows before it.
-    if (opt.burstN > 0 && !aborting) {
+    if (opt.burstN > 0 && opt.sections.has("burst") && !aborting) {
       const b = await burst(guest, proc.pid, opt.burstN);
       put("burstConnect", blame(b.lastConnectMs));
       put("burstServed", blame(b.allServedMs));

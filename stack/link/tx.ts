@@ -16,6 +16,7 @@ import {
   VIRTIO_NET_HDR_GSO_NONE as VNET_GSO_NONE,
   VIRTIO_NET_HDR_GSO_TCPV4 as VNET_GSO_TCPV4,
   VIRTIO_NET_HDR_GSO_TCPV6 as VNET_GSO_TCPV6,
+  VIRTIO_NET_HDR_GSO_UDP_L4 as VNET_GSO_UDP_L4,
 } from "../wire/vnet.ts";
 import type { Counters } from "../base/counters.ts";
 import { PROTO_ICMP, PROTO_TCP, PROTO_UDP } from "../base/names.ts";
@@ -25,6 +26,8 @@ export interface FrameSink {
   readonly vnetLen: 0 | 10;
   /** true when TSO/GSO frames may be written (vnet header present). */
   readonly offloaded: boolean;
+  /** true when UDP_L4 GSO frames (USO) may be written too (ffi/tap.ts: Linux 6.2+). */
+  readonly uso?: boolean;
   write(buf: Uint8Array, len: number): boolean;
 }
 
@@ -37,10 +40,17 @@ const ETH_LEN = 14;
 export const TX_BUFFER_SIZE = 128 * 1024;
 
 export class Tx {
-  readonly buf = new Uint8Array(TX_BUFFER_SIZE);
+  /**
+   * Frames are built at the front (TX_BUFFER_SIZE); `extra` bytes behind that are a
+   * transport's scratch (UDP's recvmmsg slots), so its datagrams can be moved into a frame
+   * with copyWithin: native, and nothing allocated.
+   */
+  readonly buf: Uint8Array;
   readonly vnetLen: 0 | 10;
   /** GSO super-frames to the guest are allowed. */
   readonly gso: boolean;
+  /** UDP_L4 GSO super-frames (USO) to the guest are allowed too. */
+  readonly uso: boolean;
   /** The guest's MAC (learned by the link layer); broadcast until then. */
   readonly guestMac = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
   #ident = 1;
@@ -52,9 +62,12 @@ export class Tx {
     private readonly ourMac: Uint8Array,
     readonly mtu: number,
     private readonly counters: Counters,
+    extra = 0,
   ) {
+    this.buf = new Uint8Array(TX_BUFFER_SIZE + extra);
     this.vnetLen = sink.vnetLen;
     this.gso = sink.vnetLen > 0;
+    this.uso = this.gso && sink.uso === true;
   }
 
   l4Offset(family: 4 | 6): number {
@@ -157,6 +170,11 @@ export class Tx {
       if (gsoSize > 0 && proto === PROTO_TCP && l4Len - ((b[l4 + 12] >> 4) << 2) > gsoSize) {
         gsoType = family === 4 ? VNET_GSO_TCPV4 : VNET_GSO_TCPV6;
         hdrLen = ETH_LEN + ipLen + ((b[l4 + 12] >> 4) << 2);
+      } else if (gsoSize > 0 && proto === PROTO_UDP && this.uso && l4Len - 8 > gsoSize) {
+        // USO: the guest's kernel cuts the payload into datagrams of gsoSize (the last one
+        // may be shorter), each with this UDP header, its length and checksum fixed up.
+        gsoType = VNET_GSO_UDP_L4;
+        hdrLen = ETH_LEN + ipLen + 8;
       } else {
         gsoSize = 0;
       }

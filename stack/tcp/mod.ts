@@ -43,13 +43,15 @@ export class TcpStack extends TcpEngine {
   constructor(tx: Tx, poller: PollerLike, wheel: TimerWheel, cfg: TcpConfig) {
     super(tx, poller, wheel, cfg);
     this.onRtx = (c: Conn) => rtxTimeout(this, c);
-    // The store pool gives back what a burst made it grow to (store.ts trim).
-    const trim = new Timer(() => {
-      this.pool.trim(STORE_KEEP_FREE);
-      wheel.arm(trim, STORE_TRIM_MS);
-    });
+    // The store pool gives back what a burst made it grow to (store.ts trim), STORE_TRIM_MS
+    // after the first buffer beyond STORE_KEEP_FREE came back; armed only then, so an idle
+    // daemon has no timer to wake for.
+    const trim = new Timer(() => this.pool.trim(STORE_KEEP_FREE));
     this.#trimTimer = trim;
-    wheel.arm(trim, STORE_TRIM_MS);
+    this.pool.keepFree = STORE_KEEP_FREE;
+    this.pool.onSurplus = () => {
+      if (!trim.armed) wheel.arm(trim, STORE_TRIM_MS);
+    };
     this.onLife = (c: Conn) => lifeTimeout(this, c);
   }
 

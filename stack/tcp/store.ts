@@ -23,6 +23,12 @@ export class StorePool {
   inUse = 0;
   /** Times a connection wanted a buffer and none was left. */
   exhausted = 0;
+  /**
+   * Called when a buffer comes back and more than `keepFree` are free: whoever trims the
+   * pool arms its timer then, so an idle pool arms nothing (no periodic wake-up).
+   */
+  onSurplus: (() => void) | null = null;
+  keepFree = Infinity;
 
   constructor(readonly bufSize = STORE_BUF_SIZE, readonly maxBuffers = STORE_BUFFERS) {}
 
@@ -44,6 +50,7 @@ export class StorePool {
   give(b: Uint8Array): void {
     this.inUse--;
     this.#free.push(b);
+    if (this.#free.length > this.keepFree) this.onSurplus?.();
   }
 
   /** Buffers made and not released (lent or free). */

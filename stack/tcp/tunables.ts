@@ -101,8 +101,9 @@ export const DEFAULT_KEEP_COUNT = 9;
 export const STORE_BUF_SIZE = 1 << 20;
 export const STORE_BUFFERS = 32;
 /**
- * Free store buffers kept when the pool is trimmed, and how often it is (ms): after a burst
- * of small-segment uploads the rest (up to 28 MiB) goes back to the system.
+ * Free store buffers kept when the pool is trimmed, and how long after the first buffer beyond
+ * them came back it is (ms): after a burst of small-segment uploads the rest (up to 28 MiB)
+ * goes back to the system.
  */
 export const STORE_KEEP_FREE = 4;
 export const STORE_TRIM_MS = 10_000;

@@ -3,8 +3,13 @@
 // destination's datagrams reach the socket, and they go back to the guest from the address
 // and port it wrote to.
 //
-//  - host → guest: on EPOLLIN, recv() straight into tx.buf at the UDP payload offset, the UDP
-//    header in front, one frame (or fragments when larger than the guest MTU);
+//  - host → guest: on EPOLLIN, one recvmmsg reads up to RX_BATCH datagrams into slots behind
+//    tx's frame area (each slot larger than any datagram: none is ever cut); each is moved
+//    into the frame with copyWithin (native, no allocation). A run of datagrams of one size
+//    (the last may be shorter) that fit the guest's MTU leaves as one USO frame, UDP_L4 GSO:
+//    the guest's kernel cuts it into the same datagrams again, so one tap write carries up to
+//    RX_BATCH of them (where the tap cannot take USO, or for a datagram of another size,
+//    one frame each; one larger than the MTU is fragmented);
 //  - ICMP errors the host gets for the flow's datagrams (IP_RECVERR: the error queue, EPOLLERR)
 //    are relayed to the guest as ICMP errors from the destination, quoting an IP + UDP header
 //    rebuilt from the flow's tuple (plus the start of the payload the kernel hands back), which
@@ -13,17 +18,24 @@
 
 import { EAGAIN, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH } from "../../ffi/errno.ts";
 import { SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, type UdpSocket } from "../../ffi/dgram.ts";
+import type { RecvBatch } from "../../ffi/mmsg.ts";
 import { emitIpv4 } from "../wire/ipv4.ts";
 import { emitIpv6 } from "../wire/ipv6.ts";
 import { emitUdp } from "../wire/udp.ts";
 import type { Fragmenter } from "../ip/frag.ts";
-import type { Tx } from "../link/tx.ts";
+import { type Tx, TX_BUFFER_SIZE } from "../link/tx.ts";
 import type { FlowTarget } from "../flow/outbound.ts";
 import { Flow } from "../flow/datagram.ts";
 import { addrPort, EPOLLERR, EPOLLIN } from "../base/names.ts";
 
 /** Datagrams read from one socket per readiness event (then others get their turn). */
 const RECV_BUDGET = 64;
+/** Datagrams one recvmmsg reads (and at most one USO frame carries). */
+export const RX_BATCH = 32;
+/** One slot per datagram: more than any UDP payload (65527), so MSG_TRUNC cannot happen. */
+const RX_SLOT = 65536;
+/** What the slots take behind tx's frame area (virtual; pages are touched as datagrams land). */
+export const RX_AREA = RX_BATCH * RX_SLOT;
 /** Payload bytes of the failed datagram quoted in a relayed ICMP error. */
 const QUOTE_DATA = 64;
 /** Largest UDP payload: 65535 minus the IPv4 + UDP headers; IPv6 minus the UDP header only. */
@@ -49,9 +61,15 @@ export class UdpFlow extends Flow {
 export interface UdpHostCtx {
   readonly tx: Tx;
   readonly frag: Fragmenter;
+  /** recvmmsg's preallocated headers (RX_BATCH). */
+  readonly rx: RecvBatch;
   readonly stats: {
     toGuest: number;
     bytesToGuest: number;
+    /** USO frames to the guest (several datagrams each). */
+    segmentedToGuest: number;
+    /** Datagrams cut by recvmmsg (slots are larger than any datagram: stays 0). */
+    truncated: number;
     hostErrors: number;
     icmpRelayed: number;
   };
@@ -66,35 +84,80 @@ export function onHostEvents(t: UdpHostCtx, f: UdpFlow, ev: number): void {
   if (ev & EPOLLIN) pull(t, f);
 }
 
-/** Host → guest: each datagram straight into tx.buf, headers in front, out to the tap. */
+/**
+ * Host → guest: recvmmsg into the slots, then each datagram moved into the frame at the UDP
+ * payload offset; runs of one size go out as one USO frame (see the file comment).
+ */
 function pull(t: UdpHostCtx, f: UdpFlow): void {
   const tx = t.tx;
+  const b = tx.buf;
   const family = f.family;
-  const l4 = tx.l4Offset(family);
+  const po = tx.l4Offset(family) + 8;
   const max = family === 4 ? MAX_PAYLOAD4 : MAX_PAYLOAD6;
-  for (let i = 0; i < RECV_BUDGET; i++) {
+  // Datagrams that fit one frame at the guest's MTU may share a USO frame; the rest go alone.
+  const fits = tx.uso ? tx.maxL4(family) - 8 : 0;
+  // A udprpc flow ends with its first answer: read one only.
+  const rpc = f.redirect !== null && f.redirect.rpc === true;
+  const rx = t.rx;
+  let left = RECV_BUDGET;
+  while (left > 0) {
     const s = f.sock;
     if (s === null) return;
-    const n = s.recv(tx.buf, l4 + 8, max);
-    if (n < 0) {
-      if (n === -EAGAIN) return;
+    const want = rpc ? 1 : left < RX_BATCH ? left : RX_BATCH;
+    const n = rx.recv(s.fd, b, TX_BUFFER_SIZE, RX_SLOT, want);
+    if (n <= 0) {
+      if (n === -EAGAIN || n === 0) return;
       // A pending ICMP error reported once through recv (sk_err): relay what is queued.
       t.stats.hostErrors++;
       relayErrors(t, f);
+      left--;
       continue;
     }
-    emitUdp(tx.buf, l4, f.remotePort, f.guestPort, 8 + n);
-    t.frag.send(family, f.remoteAddr, f.guestAddr, 17, 8 + n);
-    f.pktsIn++;
-    f.bytesIn += n;
-    t.stats.toGuest++;
-    t.stats.bytesToGuest += n;
-    if (f.redirect !== null && f.redirect.rpc === true) {
+    left -= n;
+    // The run being gathered at po: `count` datagrams of `seg` bytes (the last may be less).
+    let count = 0, len = 0, seg = 0;
+    for (let i = 0; i < n; i++) {
+      const dl = rx.len(i);
+      if (rx.truncated(i)) t.stats.truncated++;
+      const at = TX_BUFFER_SIZE + i * RX_SLOT;
+      if (count > 0 && (dl === 0 || dl > seg || count === RX_BATCH || len + dl > max)) {
+        toGuest(t, f, count, len, seg);
+        count = len = 0;
+      }
+      b.copyWithin(po + len, at, at + dl);
+      if (count === 0) seg = dl;
+      count++;
+      len += dl;
+      // Only the last datagram of a USO frame may be shorter; one that cannot share a frame
+      // (empty, above the MTU, no USO) goes alone.
+      if (dl < seg || dl === 0 || dl > fits) {
+        toGuest(t, f, count, len, seg);
+        count = len = 0;
+      }
+    }
+    if (count > 0) toGuest(t, f, count, len, seg);
+    if (rpc) {
       t.replied(f);
       return;
     }
     t.touch(f);
+    if (n < want) return; // the queue is empty (or was, a moment ago)
   }
+}
+
+/** Sends the run at the payload offset: one frame (USO when count > 1) or its fragments. */
+function toGuest(t: UdpHostCtx, f: UdpFlow, count: number, len: number, seg: number): void {
+  const tx = t.tx;
+  const family = f.family;
+  emitUdp(tx.buf, tx.l4Offset(family), f.remotePort, f.guestPort, 8 + len);
+  if (count === 1) t.frag.send(family, f.remoteAddr, f.guestAddr, 17, 8 + len);
+  else if (tx.sendIp(family, f.remoteAddr, f.guestAddr, 17, 8 + len, seg)) {
+    t.stats.segmentedToGuest++;
+  }
+  f.pktsIn += count;
+  f.bytesIn += len;
+  t.stats.toGuest += count;
+  t.stats.bytesToGuest += len;
 }
 
 /** Drains the socket's error queue, relaying ICMP errors from the network to the guest. */

@@ -38,6 +38,7 @@
 import { EAGAIN, EINVAL, EIO, ENETUNREACH, ENOPROTOOPT, errnoName } from "../../ffi/errno.ts";
 import { SEG_MAX, UdpBatch } from "./batch.ts";
 import { UdpSocket } from "../../ffi/dgram.ts";
+import { RecvBatch } from "../../ffi/mmsg.ts";
 import { bytesEqual, copyBytes, u16 } from "../wire/bytes.ts";
 import { emitUdp, UdpView } from "../wire/udp.ts";
 import type { Counters } from "../base/counters.ts";
@@ -55,6 +56,7 @@ import {
   MAX_PAYLOAD6,
   onHostEvents,
   relayErrors,
+  RX_BATCH,
   sendUnreachable,
   UdpFlow,
   unreachCode,
@@ -99,6 +101,10 @@ export class UdpStats {
   sendDrops = 0;
   /** sendmsg calls with UDP_SEGMENT (several guest datagrams each). */
   segmentedSends = 0;
+  /** USO frames to the guest (several host datagrams each). */
+  segmentedToGuest = 0;
+  /** Host datagrams cut by recvmmsg (its slots are larger than any datagram: stays 0). */
+  truncated = 0;
   sendErrors = 0;
   hostErrors = 0;
   icmpRelayed = 0;
@@ -116,6 +122,8 @@ export class UdpStack implements Transport {
   readonly flows: FlowTable<UdpFlow>;
   readonly #view = new UdpView();
   readonly #batch = new UdpBatch();
+  /** recvmmsg's headers for host → guest (udp/host.ts). */
+  readonly rx = new RecvBatch(RX_BATCH);
   /**
    * Local services by family * 65536 + port (a number key: no allocation per lookup), each a
    * short list with the specific addresses first and the any-address one last. -L udp
