@@ -78,3 +78,29 @@ Deno.test("start-up: no node: module is loaded statically anywhere before readin
   const node = [...all].filter((m) => m.startsWith("node:"));
   assert.deepEqual(node, [], "node: modules cost ~8 ms of start-up");
 });
+
+// Deno.dlopen compiles a trampoline per symbol (~0.1 ms each): ffi/libc.ts binds each symbol on
+// its first use, so loading the ffi modules before the tap binds none of the ~80 they declare.
+Deno.test("start-up: libc symbols are bound on first use, bindAllSymbols binds the rest", async () => {
+  const { openLibc, bindAllSymbols } = await import("../../ffi/libc.ts");
+  const lib = openLibc({
+    getpid: { parameters: [], result: "i32" },
+    getppid: { parameters: [], result: "i32" },
+  });
+  assert.deepEqual(Object.keys(lib), [], "nothing bound at open");
+  assert.equal(lib.getpid(), Deno.pid);
+  assert.deepEqual(Object.keys(lib), ["getpid"]);
+  bindAllSymbols();
+  assert.deepEqual(Object.keys(lib).sort(), ["getpid", "getppid"]);
+  assert.equal(lib.getppid(), Deno.ppid);
+});
+
+Deno.test("start-up: a table's unknown symbol fails at its use, not at open", async () => {
+  const { openLibc } = await import("../../ffi/libc.ts");
+  const lib = openLibc({
+    getpid: { parameters: [], result: "i32" },
+    slirpd_no_such_symbol: { parameters: [], result: "i32" },
+  });
+  assert.equal(lib.getpid(), Deno.pid);
+  assert.throws(() => lib.slirpd_no_such_symbol(), /slirpd_no_such_symbol/);
+});
