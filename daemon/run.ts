@@ -342,6 +342,8 @@ async function serve(
     p.poller.add(watch, EPOLLIN, onExit);
     down.add(() => p.poller.remove(watch));
   }
+  // After a burst, the heap's garbage goes back once the guest is quiet (daemon/memory.ts).
+  down.add(watchMemory(() => p.stack.counters.framesIn, p.stack.wheel));
   // The fd first: whoever waits for either signal may act at once.
   if (cfg.readyFd !== null) writeAndClose(cfg.readyFd, "1", "--ready-fd");
   if (embed) embed.ready(stop);
@@ -354,10 +356,6 @@ async function serve(
       Deno.kill(ppid, "SIGWINCH");
     } catch { /* the parent is gone or not ours to signal */ }
   }
-  // After a burst, the heap's garbage goes back once the guest is quiet (daemon/memory.ts).
-  // After readiness: the first timer of the process loads Deno's Node timers (~4.5 ms,
-  // measured), which no one waiting for the ready signal should pay for.
-  down.add(watchMemory(() => p.stack.counters.framesIn));
   await p.poller.run(() => {
     // -fd: a write found the other end closed (a datagram socket says so only then).
     if (p.tap.peerGone) {
