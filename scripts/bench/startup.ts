@@ -15,8 +15,8 @@
 // (Deno itself needs ~13 ms to run the first line of an empty script here, ~20 ms to exit).
 // Warm start: each mode begins with one run that is not counted, so Deno's caches in DENO_DIR
 // (transpiled modules, V8 code cache) hold this checkout's modules, as for every start but the
-// first after an install or an edit (that one transpiles every module: with an empty DENO_DIR,
-// tap ~200 ms and ready ~310 ms here). Needs python3 and unshare; a tool that is not
+// first one (with an empty DENO_DIR every module is transpiled: tap ~200 ms and ready ~310 ms
+// here; after an edit, the edited modules). Needs python3 and unshare; a tool that is not
 // installed is skipped.
 
 import { parseArgs } from "node:util";
