@@ -29,6 +29,7 @@ import {
 } from "../ffi/caps.ts";
 import { buildTree, enterTree, openDirectoryFds } from "../ffi/sandbox.ts";
 import { installSeccompFilter } from "../ffi/seccomp.ts";
+import { bindAllSymbols } from "../ffi/libc.ts";
 
 /** The user slirpd becomes under --enable-sandbox (nobody/nogroup). */
 export const SANDBOX_UID = 65534;
@@ -43,6 +44,9 @@ export interface ConfineFlags {
 
 /** Confines the process as the flags ask. Warnings go to `warn`; a failure throws. */
 export function confine(flags: ConfineFlags, warn: (line: string) => void): void {
+  // libc's symbols are bound on first use (ffi/libc.ts): all of them now, while dlopen still
+  // runs unconfined.
+  bindAllSymbols();
   if (flags.sandbox) sandbox(warn);
   if (flags.seccomp) {
     try {

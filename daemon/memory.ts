@@ -4,8 +4,10 @@
 // allocates nothing, so RSS stayed 130 MB above its start after 20k connections. So once the
 // guest has been quiet for a whole interval after a burst, slirpd runs a full collection and
 // malloc_trim(0), which hand the pages back (and twice more while the guest stays quiet:
-// MEMORY_SETTLE_ROUNDS). Never on the packet path: a timer of Deno's event loop, armed only
-// after MEMORY_ARM_FRAMES guest frames, so an idle slirpd has no timer of its own waking it.
+// MEMORY_SETTLE_ROUNDS). Never on the packet path: a timer of the stack's timer wheel, armed
+// only after MEMORY_ARM_FRAMES guest frames, so an idle slirpd has no timer of its own waking
+// it. (Not a Deno timer: the process's first setTimeout loads Deno's Node timers, ~4.5 ms,
+// which would land on the first packets after start-up.)
 //
 // A burst is either many frames (MEMORY_BURST_FRAMES since the last collection) or few frames
 // that cost much: a SYN flood of 3,000 frames opens 3,000 host connections and grew RSS by
@@ -17,6 +19,7 @@
 // for the first time (file-backed and clean: ~7 MB); the heaps come back within ~1-2 MB.
 
 import { mallocTrim } from "../ffi/fd.ts";
+import { Timer, type TimerWheel } from "../stack/flow/timers.ts";
 
 /** How often activity is looked at, ms; frames since the last collection that make a burst. */
 export const MEMORY_CHECK_MS = 5_000;
@@ -75,20 +78,18 @@ export interface MemoryWatch {
  * was a burst (many frames, or RSS grown), and again MEMORY_SETTLE_ROUNDS times while the
  * guest stays quiet; otherwise it stops until the next MEMORY_ARM_FRAMES frames.
  */
-export function watchMemory(frames: () => number): MemoryWatch {
+export function watchMemory(frames: () => number, wheel: TimerWheel): MemoryWatch {
   let gc: Promise<(() => void) | null> | null = null;
   let collected = frames(); // frames at the last collection
   let floor = residentBytes(); // RSS right after the last collection (or at the start)
   let settle = 0; // collections still due while the guest stays quiet after a burst
   let seen = collected; // frames when the check last stopped
   let last = collected;
-  let timer: ReturnType<typeof setTimeout> | undefined;
   let stopped = false;
   const arm = () => {
-    if (!stopped) timer = setTimeout(check, MEMORY_CHECK_MS);
+    if (!stopped) wheel.arm(timer, MEMORY_CHECK_MS);
   };
   const check = async () => {
-    timer = undefined;
     const now = frames();
     if (now !== last) {
       last = now; // still busy: look again one interval later
@@ -115,9 +116,10 @@ export function watchMemory(frames: () => number): MemoryWatch {
     seen = frames();
     if (settle > 0) arm();
   };
+  const timer = new Timer(() => void check());
   return {
     poke() {
-      if (timer !== undefined || stopped) return;
+      if (timer.armed || stopped) return;
       const now = frames();
       if (now - seen < MEMORY_ARM_FRAMES) return;
       seen = last = now;
@@ -125,8 +127,7 @@ export function watchMemory(frames: () => number): MemoryWatch {
     },
     stop() {
       stopped = true;
-      if (timer !== undefined) clearTimeout(timer);
-      timer = undefined;
+      wheel.cancel(timer);
     },
   };
 }

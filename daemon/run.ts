@@ -343,7 +343,7 @@ async function serve(
     down.add(() => p.poller.remove(watch));
   }
   // After a burst, the heap's garbage goes back once the guest is quiet (daemon/memory.ts).
-  const memory = watchMemory(() => p.stack.counters.framesIn);
+  const memory = watchMemory(() => p.stack.counters.framesIn, p.stack.wheel);
   down.add(() => memory.stop());
   // The fd first: whoever waits for either signal may act at once.
   if (cfg.readyFd !== null) writeAndClose(cfg.readyFd, "1", "--ready-fd");

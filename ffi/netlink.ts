@@ -12,16 +12,14 @@
 // accepts the default route via fd00::2 because the on-link prefix route exists already).
 // Messages are in host byte order: little-endian on x86_64 and (Linux) aarch64.
 
-import { openLibc, SyscallError } from "./libc.ts";
+import { errno, openLibc, SyscallError } from "./libc.ts";
 import { closeFd, GuestNetns, openRtnl } from "./netns.ts";
 import { ifindexIn } from "./tap.ts";
 
 const libc = openLibc({
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
-  __errno_location: { parameters: [], result: "pointer" },
 });
-const errnoView = new Deno.UnsafePointerView(libc.__errno_location()!);
 const EINTR = 4;
 
 // struct nlmsghdr (16): u32 nlmsg_len, u16 nlmsg_type, u16 nlmsg_flags, u32 nlmsg_seq, u32 nlmsg_pid
@@ -190,7 +188,7 @@ export class Rtnl {
     const call = `netlink ${RTM_NAMES[type] ?? type}`;
     this.#dv.setUint32(0, this.#len, true);
     if (Number(libc.send(this.fd, this.#buf, this.#len, 0)) < 0) {
-      throw new SyscallError(call, errnoView.getInt32(0), what);
+      throw new SyscallError(call, errno(), what);
     }
     const seq = this.#seq;
     // Bounded: the ACK is queued before send() returns; anything else (a stale message from a
@@ -198,7 +196,7 @@ export class Rtnl {
     for (let tries = 0; tries < 64; tries++) {
       const n = Number(libc.recv(this.fd, this.#ack, this.#ack.length, 0));
       if (n < 0) {
-        const e = errnoView.getInt32(0);
+        const e = errno();
         if (e === EINTR) continue;
         throw new SyscallError(`${call} (reading the ACK)`, e, what);
       }

@@ -22,7 +22,7 @@
 // (12 bytes, data at 4); 16 bytes with data at 8 elsewhere (aarch64).
 
 import { EBADF, EINTR, ENOENT } from "./errno.ts";
-import { check, openLibc, SyscallError } from "./libc.ts";
+import { check, errno, openLibc, SyscallError } from "./libc.ts";
 import { closeFd } from "./netns.ts";
 
 export const EPOLLIN = 0x001;
@@ -67,9 +67,7 @@ const libc = openLibc({
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  __errno_location: { parameters: [], result: "pointer" },
 });
-const errnoView = new Deno.UnsafePointerView(libc.__errno_location()!);
 
 const macrotask = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -114,7 +112,7 @@ export class Poller {
     this.#ep = check(libc.epoll_create1(EPOLL_CLOEXEC), "epoll_create1");
     this.#wake = libc.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (this.#wake < 0) {
-      const e = errnoView.getInt32(0);
+      const e = errno();
       closeFd(this.#ep);
       throw new SyscallError("eventfd", e);
     }
@@ -155,7 +153,7 @@ export class Poller {
     this.#gens[fd] = (this.#gens[fd] + 1) >>> 0; // events already fetched for it are dropped
     if (closing) return;
     if (libc.epoll_ctl(this.#ep, EPOLL_CTL_DEL, fd, this.#ctl) < 0) {
-      const e = errnoView.getInt32(0);
+      const e = errno();
       if (e !== EBADF && e !== ENOENT) {
         throw new SyscallError("epoll_ctl", e, `EPOLL_CTL_DEL ${fd}`);
       }
@@ -250,7 +248,7 @@ export class Poller {
     for (;;) {
       const n = libc.epoll_wait(this.#ep, this.#events, MAX_EVENTS, 0);
       if (n >= 0) return n;
-      const e = errnoView.getInt32(0);
+      const e = errno();
       if (e !== EINTR) throw new SyscallError("epoll_wait", e);
     }
   }
@@ -297,7 +295,7 @@ export class Poller {
     dv.setUint32(DATA_OFF, fd, true);
     dv.setUint32(DATA_OFF + 4, gen, true);
     if (libc.epoll_ctl(this.#ep, op, fd, this.#ctl) < 0) {
-      throw new SyscallError("epoll_ctl", errnoView.getInt32(0), `${what} ${fd}`);
+      throw new SyscallError("epoll_ctl", errno(), `${what} ${fd}`);
     }
   }
 }

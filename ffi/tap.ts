@@ -64,12 +64,7 @@ const libc = openLibc({
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   ioctlVal: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
 });
-
-// errno of the main thread, read without allocating (libc's errno() makes a view per call).
-// __errno_location is per thread, and every Tap call runs on the main thread.
-const errnoView = new Deno.UnsafePointerView(libc.__errno_location()!);
 
 export interface TapOptions {
   /** Interface name in the guest netns (at most 15 bytes). */
@@ -131,7 +126,7 @@ export class Tap {
   read(buf: Uint8Array): number {
     const n = Number(libc.read(this.#fd, buf, buf.length));
     if (n >= 0) return n;
-    const e = errnoView.getInt32(0);
+    const e = errno();
     if (e === EAGAIN) return 0;
     if (gone(e)) {
       this.peerGone = true;
@@ -147,7 +142,7 @@ export class Tap {
    */
   write(buf: Uint8Array, len: number): boolean {
     if (Number(libc.write(this.#fd, buf, len)) >= 0) return true;
-    const e = errnoView.getInt32(0);
+    const e = errno();
     if (e === EAGAIN || e === ENOBUFS || e === EIO || gone(e)) {
       if (gone(e)) this.peerGone = true;
       this.writeDrops++;

@@ -29,7 +29,7 @@
 // but setns back home is EPERM. canReturnHome() asks the kernel before any window is opened. It needs nsenter (util-linux), sh and
 // ip (iproute2) at run time, and /dev/net/tun usable by the user (0666, as distributions ship).
 
-import { EPERM } from "./errno.ts";
+import { ENOENT, EPERM } from "./errno.ts";
 import { check, cstring, errno, openLibc, SyscallError } from "./libc.ts";
 import {
   closeFd,
@@ -59,6 +59,7 @@ const libc = openLibc({
   syscall: { parameters: ["i64", "i64", "i64", "i64"], result: "i64" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  usleep: { parameters: ["u32"], result: "i32" },
 });
 
 export interface NetnsOwner {
@@ -193,6 +194,7 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
   let child: Deno.ChildProcess | undefined;
   let exited = false;
   let stderr: Promise<string> = Promise.resolve("");
+  let done = false;
   try {
     userfd = check(libc.ioctl(netfd, NS_GET_USERNS, 0), "ioctl NS_GET_USERNS", path);
     // nsenter opens these paths itself: our fds, reachable because it runs as our uid.
@@ -228,7 +230,7 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
       return len < 0 ? "" : new TextDecoder().decode(linkBuf.subarray(0, len));
     };
     // A helper that exits early is reported as what it said, never as a later error of ours.
-    const helperFailed = async (): Promise<Error> => {
+    const helperFailed = async (late = false): Promise<Error> => {
       if (!exited) killQuietly(c);
       await c.status.catch(() => {});
       const said = (await stderr).trim();
@@ -241,14 +243,21 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
       const where = enterUserns ? "in its owner user namespace" : "in the namespace";
       return new Error(
         `--netns ${path}: the helper ${where} ` +
-          (exited
-            ? `failed: ${lines.join("; ") || "no message"}`
-            : `did not get ready in ${timeoutMs} ms`),
+          (late
+            ? `did not get ready in ${timeoutMs} ms`
+            : `failed: ${lines.join("; ") || "no message"}`),
       );
     };
+    // Waited for without yielding, in 0.2 ms naps: the helper runs on its own, and an await
+    // here would let the daemon's modules, which load meanwhile (main.ts), be evaluated first
+    // (~15 ms before the tap, measured); a timer would load Deno's Node timers (~4.5 ms).
+    // /proc/PID/exe is ENOENT once the helper has exited (a zombie has no exe).
+    const gone = () =>
+      libc.readlink(cstring(`/proc/${c.pid}/exe`), linkBuf, 256n) < 0 && errno() === ENOENT;
     while (!fdLink(3).startsWith("socket:")) {
-      if (exited || Date.now() > deadline) throw await helperFailed();
-      await new Promise((r) => setTimeout(r, 2));
+      if (gone()) throw await helperFailed();
+      if (Date.now() > deadline) throw await helperFailed(true);
+      libc.usleep(200);
     }
 
     try {
@@ -271,6 +280,7 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
     }
     const g = new GuestNetns(path, tun, rtnl, true);
     tun = rtnl = -1;
+    done = true;
     return g;
   } finally {
     closeFd(tun);
@@ -281,10 +291,15 @@ export async function openGuestNetnsViaHelper(path: string, timeoutMs = 5000): P
     if (child && !exited) {
       // Our copies keep the tun fd and the socket alive; the helper has nothing left to do.
       killQuietly(child);
-      await child.status.catch(() => {});
     }
-    if (child) await child.stdin.close().catch(() => {});
-    await stderr;
+    // Its end is waited for (reaped, pipes closed) in the background once the fds are ours:
+    // awaiting it here would put the tap behind the daemon's modules (see above).
+    const end = (async () => {
+      await child?.status.catch(() => {});
+      await child?.stdin.close().catch(() => {});
+      await stderr.catch(() => "");
+    })();
+    if (!done) await end;
   }
 }
 

@@ -78,3 +78,28 @@ Deno.test("start-up: no node: module is loaded statically anywhere before readin
   const node = [...all].filter((m) => m.startsWith("node:"));
   assert.deepEqual(node, [], "node: modules cost ~8 ms of start-up");
 });
+
+// Deno.dlopen compiles a trampoline per symbol (~0.1 ms each): ffi/libc.ts binds each symbol on
+// its first use, so loading the ffi modules before the tap binds none of the ~80 they declare.
+// (A symbol libc lacks shows it: binding it fails, and only when it is bound. The test of
+// bindAllSymbols comes first: it binds every table opened before it in this process.)
+Deno.test("start-up: bindAllSymbols binds every symbol not used yet (before confinement)", async () => {
+  const { bindAllSymbols, openLibc } = await import("../../ffi/libc.ts");
+  const lib = openLibc({
+    getppid: { parameters: [], result: "i32" },
+    slirpd_no_such_symbol_either: { parameters: [], result: "i32" },
+  });
+  assert.throws(() => bindAllSymbols(), /slirpd_no_such_symbol_either/);
+  assert.equal(lib.getppid(), Deno.ppid);
+});
+
+Deno.test("start-up: a libc symbol is bound on its first use, not when its table is opened", async () => {
+  const { openLibc } = await import("../../ffi/libc.ts");
+  const lib = openLibc({
+    getpid: { parameters: [], result: "i32" },
+    slirpd_no_such_symbol: { parameters: [], result: "i32" },
+  });
+  assert.equal(lib.getpid(), Deno.pid);
+  assert.equal(lib.getpid(), Deno.pid);
+  assert.throws(() => lib.slirpd_no_such_symbol(), /slirpd_no_such_symbol/);
+});
