@@ -31,9 +31,10 @@ export const MEMORY_BURST_FRAMES = 20_000;
  */
 export const MEMORY_ARM_FRAMES = 1_000;
 /**
- * Collections after the first one, one per interval while the guest stays quiet: what a burst
- * left may outlive the guest's last frame by seconds (the half-open connections of a SYN flood
- * are given up ~7 s later), and only a collection after that gives it back.
+ * Collections after the first one, one per interval while the guest stays quiet, as long as a
+ * collection leaves RSS MEMORY_GROWTH_BYTES or more above where the last one left it: what a
+ * burst left may outlive the guest's last frame by seconds (the half-open connections of a SYN
+ * flood are given up ~7 s later), and only a collection after that gives it back.
  */
 export const MEMORY_SETTLE_ROUNDS = 2;
 /** RSS grown since the last collection (or the start) that makes a burst, bytes. */
@@ -112,7 +113,12 @@ export function watchMemory(frames: () => number, wheel: TimerWheel): MemoryWatc
     try {
       mallocTrim();
     } catch { /* not glibc: nothing to trim */ }
+    const before = floor;
     floor = residentBytes();
+    // Given back to near where it was: nothing is left to outlive the burst, and each further
+    // collection costs tens of ms of CPU. Otherwise (a SYN flood's half-open connections still
+    // live) look again while the guest stays quiet.
+    if (before > 0 && floor - before < MEMORY_GROWTH_BYTES) settle = 0;
     seen = frames();
     if (settle > 0) arm();
   };
