@@ -21,8 +21,13 @@
 import { mallocTrim } from "../ffi/fd.ts";
 import { Timer, type TimerWheel } from "../stack/flow/timers.ts";
 
-/** How often activity is looked at, ms; frames since the last collection that make a burst. */
-export const MEMORY_CHECK_MS = 5_000;
+/**
+ * How often activity is looked at while the check is armed, ms: a collection comes 2–4 s after
+ * the guest went quiet, so its one-time cost (a full collection and malloc_trim: tens of ms of
+ * CPU after a large burst) is paid right after the burst, not later in what looks like idle
+ * time. Frames since the last collection that make a burst: MEMORY_BURST_FRAMES.
+ */
+export const MEMORY_CHECK_MS = 2_000;
 export const MEMORY_BURST_FRAMES = 20_000;
 /**
  * Guest frames that arm the check (no timer before): few enough that a SYN flood of 3,000
