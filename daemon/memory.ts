@@ -3,7 +3,7 @@
 // something allocates again, and glibc keeps freed pages in its arenas; an idle slirpd
 // allocates nothing, so RSS stayed 130 MB above its start after 20k connections. So once the
 // guest has been quiet for a whole interval after a burst, slirpd runs a full collection and
-// malloc_trim(0), which hand the pages back (and twice more while the guest stays quiet:
+// malloc_trim(0), which hand the pages back (and three more times while the guest stays quiet:
 // MEMORY_SETTLE_ROUNDS). Never on the packet path: a timer of the stack's timer wheel, armed
 // only after MEMORY_ARM_FRAMES guest frames, so an idle slirpd has no timer of its own waking
 // it. (Not a Deno timer: the process's first setTimeout loads Deno's Node timers, ~4.5 ms,
@@ -36,12 +36,13 @@ export const MEMORY_BURST_FRAMES = 20_000;
  */
 export const MEMORY_ARM_FRAMES = 1_000;
 /**
- * Collections after the first one, one per interval while the guest stays quiet, as long as a
- * collection leaves RSS MEMORY_GROWTH_BYTES or more above where the last one left it: what a
- * burst left may outlive the guest's last frame by seconds (the half-open connections of a SYN
- * flood are given up ~7 s later), and only a collection after that gives it back.
+ * Collections after the first one, one per interval while the guest stays quiet: what a burst
+ * left may outlive the guest's last frame by seconds (the half-open connections of a SYN flood
+ * are given up ~7 s later, a churn's last connections close after it), and only a collection
+ * after that gives it back. (Skipping them when the first collection had already given back
+ * most left 8 MB of heap after 20k connections, once the check came 2 s after the burst.)
  */
-export const MEMORY_SETTLE_ROUNDS = 2;
+export const MEMORY_SETTLE_ROUNDS = 3;
 /** RSS grown since the last collection (or the start) that makes a burst, bytes. */
 export const MEMORY_GROWTH_BYTES = 8 << 20;
 
@@ -118,12 +119,7 @@ export function watchMemory(frames: () => number, wheel: TimerWheel): MemoryWatc
     try {
       mallocTrim();
     } catch { /* not glibc: nothing to trim */ }
-    const before = floor;
     floor = residentBytes();
-    // Given back to near where it was: nothing is left to outlive the burst, and each further
-    // collection costs tens of ms of CPU. Otherwise (a SYN flood's half-open connections still
-    // live) look again while the guest stays quiet.
-    if (before > 0 && floor - before < MEMORY_GROWTH_BYTES) settle = 0;
     seen = frames();
     if (settle > 0) arm();
   };
