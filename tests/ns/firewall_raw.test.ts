@@ -21,31 +21,18 @@ import {
   makeNetns,
   must,
   needs,
+  needsScapy,
   type Netns,
+  SCAPY_PY,
   skip,
   type Slirpd,
   startSlirpd,
 } from "../support/harness.ts";
 
-const PY = "/usr/bin/python3";
+const PY = SCAPY_PY;
 const PROBE = new URL("../support/raw_probe.py", import.meta.url).pathname;
 
-function scapyMissing(): string | null {
-  const n = needs("ip", "nsenter");
-  if (n !== null) return n;
-  try {
-    const r = new Deno.Command(PY, {
-      args: ["-c", "import scapy.all"],
-      stdout: "null",
-      stderr: "null",
-    })
-      .outputSync();
-    return r.success ? null : "skipped: needs python3-scapy";
-  } catch {
-    return "skipped: needs /usr/bin/python3";
-  }
-}
-const SKIP = scapyMissing();
+const SKIP = needsScapy("ip", "nsenter");
 
 const SERVE = String.raw`
 import socket, sys, threading, time

@@ -10,7 +10,15 @@
 //    the frame count alone never called it a burst, and 15 MB stayed).
 
 import assert from "node:assert/strict";
-import { makeHostNet, makeNetns, needs, skip, startSlirpd } from "../support/harness.ts";
+import {
+  makeHostNet,
+  makeNetns,
+  needs,
+  needsScapy,
+  SCAPY_PY,
+  skip,
+  startSlirpd,
+} from "../support/harness.ts";
 
 /**
  * What may stay above the baseline: RSS, and its anonymous part. Seen on a shared 2-core
@@ -48,23 +56,7 @@ frames = [Ether(src=mac, dst="52:55:0a:00:02:02") / IP(src="10.0.2.100", dst="19
 sendp(frames, iface="tun0")
 print("sent", flush=True)
 `;
-const PY = "/usr/bin/python3";
-
-function scapyMissing(): string | null {
-  const n = needs("nft", "ip", "nsenter");
-  if (n !== null) return n;
-  try {
-    const r = new Deno.Command(PY, {
-      args: ["-c", "import scapy.all"],
-      stdout: "null",
-      stderr: "null",
-    })
-      .outputSync();
-    return r.success ? null : "skipped: needs python3-scapy";
-  } catch {
-    return "skipped: needs /usr/bin/python3";
-  }
-}
+const PY = SCAPY_PY;
 
 /** VmRSS and RssAnon of a process, bytes. */
 function memory(pid: number): { total: number; anon: number } {
@@ -127,7 +119,7 @@ Deno.test({
 
 Deno.test({
   name: "memory: RSS comes back near its baseline after a SYN flood (few frames, much memory)",
-  ignore: skip(scapyMissing(), "memory after a SYN flood"),
+  ignore: skip(needsScapy("nft", "ip", "nsenter"), "memory after a SYN flood"),
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {

@@ -5,27 +5,18 @@
 // the handshake is given up after ~7 s. Under the flood a normal guest connection still works.
 
 import assert from "node:assert/strict";
-import { makeHostNet, makeNetns, needs, skip, startSlirpd } from "../support/harness.ts";
+import {
+  makeHostNet,
+  makeNetns,
+  needsScapy,
+  SCAPY_PY,
+  skip,
+  startSlirpd,
+} from "../support/harness.ts";
 import { MAX_HALF_OPEN_PER_DST } from "../../stack/tcp/tunables.ts";
 import { fdCount, rss } from "../support/tcp_peer.ts";
 
-const PY = "/usr/bin/python3";
-
-function missing(): string | null {
-  const n = needs("nft", "ss", "ip", "nsenter");
-  if (n !== null) return n;
-  try {
-    const r = new Deno.Command(PY, {
-      args: ["-c", "import scapy.all"],
-      stdout: "null",
-      stderr: "null",
-    })
-      .outputSync();
-    return r.success ? null : "skipped: needs python3-scapy";
-  } catch {
-    return "skipped: needs /usr/bin/python3";
-  }
-}
+const PY = SCAPY_PY;
 
 const SERVER = String.raw`
 import socket, threading, time
@@ -56,7 +47,7 @@ print("connected", flush=True)
 
 Deno.test({
   name: "syn flood: 3,000 unanswered SYNs open a bounded number of host connections",
-  ignore: skip(missing(), "syn flood"),
+  ignore: skip(needsScapy("nft", "ss", "ip", "nsenter"), "syn flood"),
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {

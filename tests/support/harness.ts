@@ -127,6 +127,25 @@ export function needs(...tools: string[]): string | null {
   return reason;
 }
 
+/** Debian's python3, the one python3-scapy is for (`python3` on PATH may be another build). */
+export const SCAPY_PY = "/usr/bin/python3";
+
+/** needs(...tools), and scapy importable by SCAPY_PY: null when all are there, else why not. */
+export function needsScapy(...tools: string[]): string | null {
+  const n = needs(...tools);
+  if (n !== null) return n;
+  try {
+    const r = new Deno.Command(SCAPY_PY, {
+      args: ["-c", "import scapy.all"],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    return r.success ? null : "skipped: needs python3-scapy";
+  } catch {
+    return "skipped: needs /usr/bin/python3";
+  }
+}
+
 /** Reasons needs() returned: skip() logs every other reason ("needs root", DENORT_BIN). */
 const toolReasons = new Set<string>();
 
