@@ -3,8 +3,8 @@
 // something allocates again, and glibc keeps freed pages in its arenas; an idle slirpd
 // allocates nothing, so RSS stayed 130 MB above its start after 20k connections. So once the
 // guest has been quiet for a whole interval after a burst, slirpd runs a full collection and
-// malloc_trim(0), which hand the pages back (and three more times while the guest stays quiet:
-// MEMORY_SETTLE_ROUNDS). Never on the packet path: a timer of the stack's timer wheel, armed
+// malloc_trim(0), which hand the pages back (and up to three more times while the guest stays
+// quiet and what the burst opened keeps ending: MEMORY_SETTLE_ROUNDS). Never on the packet path: a timer of the stack's timer wheel, armed
 // only after MEMORY_ARM_FRAMES guest frames, so an idle slirpd has no timer of its own waking
 // it. (Not a Deno timer: the process's first setTimeout loads Deno's Node timers, ~4.5 ms,
 // which would land on the first packets after start-up.)
@@ -38,11 +38,17 @@ export const MEMORY_ARM_FRAMES = 1_000;
 /**
  * Collections after the first one, one per interval while the guest stays quiet: what a burst
  * left may outlive the guest's last frame by seconds (the half-open connections of a SYN flood
- * are given up ~7 s later, a churn's last connections close after it), and only a collection
- * after that gives it back. (Skipping them when the first collection had already given back
- * most left 8 MB of heap after 20k connections, once the check came 2 s after the burst.)
+ * are given up ~7 s later, a churn's connections leave TIME-WAIT 5 s after it), and only a
+ * collection after that gives it back. (Skipping them when the first collection had already
+ * given back most left 8 MB of heap after 20k connections, once the check came 2 s after the
+ * burst.) A round collects only when at least MEMORY_SETTLE_GONE connections and flows have
+ * ended since the last collection: otherwise there is nothing new to give back, and each
+ * collection costs ~20 ms of CPU (two full mark-compacts; measured after 30k connections:
+ * the rounds after the first freed nothing, 7.9 → 7.9 MB, and were most of the "idle" CPU).
  */
 export const MEMORY_SETTLE_ROUNDS = 3;
+/** Connections and flows ended since the last collection that make a settle round collect. */
+export const MEMORY_SETTLE_GONE = 100;
 /** RSS grown since the last collection (or the start) that makes a burst, bytes. */
 export const MEMORY_GROWTH_BYTES = 8 << 20;
 
@@ -78,16 +84,22 @@ export interface MemoryWatch {
 }
 
 /**
- * Watches `frames` (what the guest sent, frames in). No timer runs until the guest has been
+ * Watches `frames` (what the guest sent, frames in) and `live` (connections and flows open).
+ * No timer runs until the guest has been
  * active: `poke`, called by the event loop after each round, only compares two numbers and arms
  * the check once MEMORY_ARM_FRAMES came in since it last looked. The check then runs every
  * MEMORY_CHECK_MS until an interval passed without a frame; then it collects if that activity
  * was a burst (many frames, or RSS grown), and again MEMORY_SETTLE_ROUNDS times while the
  * guest stays quiet; otherwise it stops until the next MEMORY_ARM_FRAMES frames.
  */
-export function watchMemory(frames: () => number, wheel: TimerWheel): MemoryWatch {
+export function watchMemory(
+  frames: () => number,
+  live: () => number,
+  wheel: TimerWheel,
+): MemoryWatch {
   let gc: Promise<(() => void) | null> | null = null;
   let collected = frames(); // frames at the last collection
+  let liveAtCollection = live(); // connections and flows open at the last collection
   let floor = residentBytes(); // RSS right after the last collection (or at the start)
   let settle = 0; // collections still due while the guest stays quiet after a burst
   let seen = collected; // frames when the check last stopped
@@ -110,8 +122,14 @@ export function watchMemory(frames: () => number, wheel: TimerWheel): MemoryWatc
       }
       collected = now;
       settle = MEMORY_SETTLE_ROUNDS;
-    } else if (settle > 0) settle--;
-    else return;
+    } else if (settle > 0) {
+      settle--;
+      if (liveAtCollection - live() < MEMORY_SETTLE_GONE) {
+        // Nothing has ended since the last collection: nothing new to give back.
+        if (settle > 0) arm();
+        return;
+      }
+    } else return;
     gc ??= exposeGc();
     const collect = await gc;
     if (stopped) return;
@@ -120,6 +138,7 @@ export function watchMemory(frames: () => number, wheel: TimerWheel): MemoryWatc
       mallocTrim();
     } catch { /* not glibc: nothing to trim */ }
     floor = residentBytes();
+    liveAtCollection = live();
     seen = frames();
     if (settle > 0) arm();
   };

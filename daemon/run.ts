@@ -343,7 +343,11 @@ async function serve(
     down.add(() => p.poller.remove(watch));
   }
   // After a burst, the heap's garbage goes back once the guest is quiet (daemon/memory.ts).
-  const memory = watchMemory(() => p.stack.counters.framesIn, p.stack.wheel);
+  const memory = watchMemory(
+    () => p.stack.counters.framesIn,
+    () => p.stack.tcp.connections + p.stack.udp.flows.size,
+    p.stack.wheel,
+  );
   down.add(() => memory.stop());
   // The fd first: whoever waits for either signal may act at once.
   if (cfg.readyFd !== null) writeAndClose(cfg.readyFd, "1", "--ready-fd");

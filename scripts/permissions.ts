@@ -45,7 +45,7 @@ export const PERMISSIONS: { flag: string; why: string }[] = [
  * semi-spaces mostly cost resident memory (peak RSS per bench cell 82-100 vs 104-127 MiB,
  * throughput the same within noise).
  */
-export const V8_FLAGS = "--v8-flags=--max-semi-space-size=1";
+export const V8_FLAGS = "--v8-flags=--max-semi-space-size=1,--no-memory-reducer";
 
 /** The flags alone, for `deno compile` / `deno install` (with V8_FLAGS). */
 export const PERMISSION_FLAGS: string[] = [...PERMISSIONS.map((p) => p.flag), V8_FLAGS];

@@ -216,6 +216,38 @@ export function rssMiB(pid: number, field: "VmHWM" | "VmRSS"): Sample {
   }
 }
 
+/**
+ * The tool's private memory (RssAnon: heap, stacks, its own buffers; not the file-backed pages
+ * of its binary, which every process running that binary shares), sampled every 100 ms until
+ * stop() (VmHWM counts those shared pages and has no anonymous-only peak). Resolves to the
+ * peak in MiB.
+ */
+export function sampleAnon(pid: number): { stop(): Promise<Sample> } {
+  let running = true;
+  let peak = 0;
+  let error = "";
+  const loop = (async () => {
+    for (let i = 0; running && i < 100_000; i++) {
+      try {
+        const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^RssAnon:\s+(\d+) kB/m);
+        if (m && Number(m[1]) > peak) peak = Number(m[1]);
+      } catch (e) {
+        error ||= e instanceof Error ? e.message : String(e);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  return {
+    async stop(): Promise<Sample> {
+      running = false;
+      await loop;
+      if (peak === 0) return fail(error ? `/proc/${pid}/status: ${error}` : "no RssAnon");
+      return okv(Math.round(peak / 1024 * 10) / 10);
+    },
+  };
+}
+
 /** TCP_CRR with conc clients at once. */
 export async function crrPar(guest: Netns, ms: number, conc: number): Promise<Sample> {
   const j = await probe(guest, ["crrpar", String(ms), String(conc)], ms + 30_000);
@@ -256,7 +288,9 @@ export async function burst(guest: Netns, pid: number, n: number): Promise<Burst
   await sampler;
   if (!j.ok) {
     const why = fail(
-      `burst: ${j.served ?? 0}/${n} served: ${oneLine(String(j.error ?? j.lastError))}`,
+      `burst: ${j.served ?? 0}/${n} served: ${
+        oneLine(j.errors ? JSON.stringify(j.errors) : String(j.error ?? j.lastError))
+      }`,
     );
     return { lastConnectMs: why, allServedMs: why, bytesPerConn: why };
   }

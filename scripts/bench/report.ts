@@ -17,6 +17,7 @@ export type MetricKey =
   | "rrGapP50"
   | "rrGapP99"
   | "crr"
+  | "crrChurn"
   | "crr64"
   | "burstConnect"
   | "burstServed"
@@ -26,7 +27,8 @@ export type MetricKey =
   | "idleCpu"
   | "trickleCpu"
   | "rssIdle"
-  | "rssPeak";
+  | "rssPeak"
+  | "anonPeak";
 
 export interface MetricDef {
   key: MetricKey;
@@ -58,7 +60,14 @@ export const METRICS: MetricDef[] = [
     digits: 0,
     ratio: true,
   },
-  { key: "crr", label: "TCP_CRR conn/s", better: "higher", digits: 0, ratio: true },
+  { key: "crr", label: "TCP_CRR conn/s, run 1", better: "higher", digits: 0, ratio: true },
+  {
+    key: "crrChurn",
+    label: "TCP_CRR conn/s, runs 2+ (churned)",
+    better: "higher",
+    digits: 0,
+    ratio: true,
+  },
   { key: "crr64", label: "TCP_CRR conn/s, 64 clients", better: "higher", digits: 0, ratio: true },
   {
     key: "burstConnect",
@@ -101,6 +110,13 @@ export const METRICS: MetricDef[] = [
   {
     key: "rssPeak",
     label: "peak RSS MiB (VmHWM, whole cell)",
+    better: "lower",
+    digits: 1,
+    ratio: true,
+  },
+  {
+    key: "anonPeak",
+    label: "peak private MiB (RssAnon, 100 ms)",
     better: "lower",
     digits: 1,
     ratio: true,

@@ -461,7 +461,7 @@ export const READY_LINE = "Slirpnetstack started";
  * hold garbage of start-up and connection setup; measured (issue 14): peak RSS 82 vs 106 MiB
  * over a bench cell, ~3.7 vs ~5.9 KB per open connection, throughput the same within noise.
  */
-export const SLIRPD_V8_FLAGS = "--v8-flags=--max-semi-space-size=1";
+export const SLIRPD_V8_FLAGS = "--v8-flags=--max-semi-space-size=1,--no-memory-reducer";
 
 /** The command that runs slirpd: SLIRPD_BIN (a compiled binary) or `deno run main.ts`. */
 export function slirpdCommand(): string[] {

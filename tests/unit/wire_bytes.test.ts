@@ -51,6 +51,21 @@ Deno.test("bytes: comparisons and copies in place", () => {
   const m3 = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
   copyBytes(m3.subarray(3), 0, m3, 1, 4); // dst address 3 > src address 1: backwards
   assert.deepEqual([...m3], [1, 2, 3, 2, 3, 4, 5, 8]);
+  // Long copies (the set() path) overlap the same way, both directions.
+  const ref = (b: number[], d: number, s: number, n: number) => {
+    const c = b.slice(s, s + n);
+    for (let i = 0; i < n; i++) b[d + i] = c[i];
+    return b;
+  };
+  for (const [d, s] of [[10, 0], [0, 10], [7, 3], [3, 7]]) {
+    const big = new Uint8Array(300).map((_, i) => i & 0xff);
+    const want = ref([...big], d, s, 200);
+    copyBytes(big, d, big, s, 200);
+    assert.deepEqual([...big], want, `overlap d=${d} s=${s}`);
+    const big2 = new Uint8Array(300).map((_, i) => i & 0xff);
+    copyBytes(big2.subarray(d), 0, big2.subarray(s), 0, 200);
+    assert.deepEqual([...big2], want, `overlapping views d=${d} s=${s}`);
+  }
 });
 
 Deno.test("bytes: formatIp and formatMac", () => {
