@@ -315,3 +315,28 @@ Deno.test("outbound: addHostLoopback takes TCP and UDP to the gateway, every por
   assert.equal(out.decide(6, 4, plan.gateway4, 1), FlowVerdict.Unreachable);
   assert.equal(out.decide(17, 6, plan.gateway6, 1), FlowVerdict.Unreachable);
 });
+
+Deno.test("outbound: a port's redirect beats the every-port one; each undo removes only its own", () => {
+  const out = new Outbound(() => false);
+  const to = (port: number) => () => ({ family: 4 as const, addr: ip("192.0.2.9"), port });
+  const gw = plan.gateway4;
+  const undoAll = out.addRedirect({ proto: 6, family: 4, addr: gw, port: 0, target: to(1) });
+  const undoOne = out.addRedirect({ proto: 6, family: 4, addr: gw, port: 80, target: to(2) });
+  // Same port and family, other address or protocol: not taken.
+  out.addRedirect({ proto: 6, family: 4, addr: plan.dns4, port: 80, target: to(3) });
+  assert.throws(() => out.addRedirect({ proto: 6, family: 4, addr: gw, port: 80, target: to(4) }));
+  const via = (proto: 6 | 17, dst: Uint8Array, port: number) =>
+    out.decide(proto, 4, dst, port) === FlowVerdict.Redirected ? out.target!.port : -1;
+  assert.equal(via(6, gw, 80), 2);
+  assert.equal(via(6, gw, 81), 1);
+  assert.equal(via(6, plan.dns4, 80), 3);
+  assert.equal(via(17, gw, 80), -1);
+  assert.equal(via(6, ip("192.0.2.2"), 80), -1);
+  undoOne();
+  assert.equal(via(6, gw, 80), 1);
+  undoOne(); // twice: nothing more
+  assert.equal(via(6, plan.dns4, 80), 3);
+  undoAll();
+  assert.equal(via(6, gw, 80), -1);
+  assert.equal(via(6, plan.dns4, 80), 3);
+});
