@@ -33,6 +33,7 @@ import { Fragmenter } from "./ip/frag.ts";
 import { Reassembler } from "./ip/reasm.ts";
 import { UdpStack } from "./udp/mod.ts";
 import { RX_AREA } from "./udp/host.ts";
+import { UDP_BATCH_CAP } from "./udp/batch.ts";
 import { Ping } from "./icmp/ping.ts";
 import { Forwards } from "./forwards/mod.ts";
 import type { SpliceMode } from "./forwards/spec.ts";
@@ -92,7 +93,12 @@ export const RX_BUFFER_SIZE = 128 * 1024;
 export class Stack {
   readonly counters = new Counters();
   readonly tx: Tx;
-  readonly #rx = new Uint8Array(RX_BUFFER_SIZE);
+  /**
+   * The tap's read buffer and, behind it, UDP's gather buffer: one ArrayBuffer, so that moving
+   * a guest datagram into a batch is one copyWithin (wire/bytes.ts copyBytes).
+   */
+  readonly #area = new Uint8Array(RX_BUFFER_SIZE + UDP_BATCH_CAP);
+  readonly #rx = this.#area.subarray(0, RX_BUFFER_SIZE);
   readonly #vnet = new VnetView();
   readonly #vnetLen: number;
   readonly #link: Link;
@@ -142,6 +148,7 @@ export class Stack {
       quiet: opts.quiet,
       timeoutMs: opts.udpTimeoutMs,
       maxFlows: opts.maxUdpFlows,
+      batchBuf: this.#area.subarray(RX_BUFFER_SIZE),
     });
     this.ping = new Ping(this.tx, this.frag, opts.poller, this.wheel, this.counters, {
       policy: opts.policy,

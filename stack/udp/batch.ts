@@ -14,10 +14,19 @@ export const SEG_MAX = 1472;
 /** At most this many datagrams per sendmsg (the kernel's UDP_MAX_SEGMENTS is 64 or more). */
 export const SEGS_MAX = 64;
 /** The gathered payload fits one UDP datagram's length field. */
-const CAP = 65507;
+export const UDP_BATCH_CAP = 65507;
+const CAP = UDP_BATCH_CAP;
 
 export class UdpBatch {
-  readonly buf = new Uint8Array(CAP);
+  /**
+   * The gathered payloads. Given, it shares the tap read buffer's ArrayBuffer, so each copy
+   * into it is one copyWithin (wire/bytes.ts copyBytes) and allocates nothing.
+   */
+  readonly buf: Uint8Array;
+  constructor(buf?: Uint8Array) {
+    if (buf !== undefined && buf.length < CAP) throw new Error(`UdpBatch: buffer below ${CAP}`);
+    this.buf = buf ?? new Uint8Array(CAP);
+  }
   flow: UdpFlow | null = null;
   /** Size of every segment but the last. */
   seg = 0;

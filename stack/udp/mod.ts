@@ -75,6 +75,8 @@ export interface UdpConfig {
   timeoutMs?: number;
   /** Most flows at once (default 4096). */
   maxFlows?: number;
+  /** The gather buffer (batch.ts), ideally in the tap read buffer's ArrayBuffer. */
+  batchBuf?: Uint8Array;
 }
 
 /** Counters: plain numbers, cheap to bump on the hot path. */
@@ -121,7 +123,7 @@ export class UdpStack implements Transport {
   readonly stats = new UdpStats();
   readonly flows: FlowTable<UdpFlow>;
   readonly #view = new UdpView();
-  readonly #batch = new UdpBatch();
+  readonly #batch: UdpBatch;
   /** recvmmsg's headers for host → guest (udp/host.ts). */
   readonly rx = new RecvBatch(RX_BATCH);
   /**
@@ -147,6 +149,7 @@ export class UdpStack implements Transport {
     readonly counters: Counters,
     readonly cfg: UdpConfig,
   ) {
+    this.#batch = new UdpBatch(cfg.batchBuf);
     this.flows = new FlowTable<UdpFlow>(
       wheel,
       cfg.maxFlows ?? 4096,
