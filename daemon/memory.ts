@@ -4,10 +4,11 @@
 // allocates nothing, so RSS stayed 130 MB above its start after 20k connections. So once the
 // guest has been quiet for a whole interval after a burst, slirpd runs a full collection and
 // malloc_trim(0), which hand the pages back (and up to three more times while the guest stays
-// quiet and what the burst opened keeps ending: MEMORY_SETTLE_ROUNDS). Never on the packet path: a timer of the stack's timer wheel, armed
-// only after MEMORY_ARM_FRAMES guest frames, so an idle slirpd has no timer of its own waking
-// it. (Not a Deno timer: the process's first setTimeout loads Deno's Node timers, ~4.5 ms,
-// which would land on the first packets after start-up.)
+// quiet and what the burst opened keeps ending: MEMORY_SETTLE_ROUNDS). Never on the packet
+// path: a timer of the stack's timer wheel, armed only after MEMORY_ARM_FRAMES guest frames, so
+// an idle slirpd has no timer of its own waking it. (Not a Deno timer: the process's first
+// setTimeout loads Deno's Node timers, ~4.5 ms, which would land on the first packets after
+// start-up.)
 //
 // A burst is either many frames (MEMORY_BURST_FRAMES since the last collection) or few frames
 // that cost much: a SYN flood of 3,000 frames opens 3,000 host connections and grew RSS by
@@ -85,9 +86,9 @@ export interface MemoryWatch {
 
 /**
  * Watches `frames` (what the guest sent, frames in) and `live` (connections and flows open).
- * No timer runs until the guest has been
- * active: `poke`, called by the event loop after each round, only compares two numbers and arms
- * the check once MEMORY_ARM_FRAMES came in since it last looked. The check then runs every
+ * No timer runs until the guest has been active: `poke`, called by the event loop after each
+ * round, only compares two numbers and arms the check once MEMORY_ARM_FRAMES came in since it
+ * last looked. The check then runs every
  * MEMORY_CHECK_MS until an interval passed without a frame; then it collects if that activity
  * was a burst (many frames, or RSS grown), and again MEMORY_SETTLE_ROUNDS times while the
  * guest stays quiet; otherwise it stops until the next MEMORY_ARM_FRAMES frames.
