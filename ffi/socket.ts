@@ -45,6 +45,10 @@ import {
   P_INT,
   P_LEN,
   P_SA,
+  POLLERR,
+  POLLHUP,
+  pollNow,
+  POLLOUT,
   recvIov,
   s32,
   SA,
@@ -234,6 +238,20 @@ export class TcpSocket {
       const e = errno();
       if (e !== EINPROGRESS) this.pendingError = e;
     }
+  }
+
+  /**
+   * Whether the connect has finished, asked without waiting (one poll()): 1 connected, -1
+   * failed (connectResult() says why), 0 still in progress (wait for EPOLLOUT). A connect to
+   * an address of this host has usually finished when connect() returns: the loopback
+   * handshake runs inside the syscall.
+   */
+  connectDone(): number {
+    if (this.pendingError !== 0) return -1;
+    const r = pollNow(this.#fd, POLLOUT);
+    if (r <= 0) return 0; // (a failed poll: epoll will tell)
+    if ((r & (POLLERR | POLLHUP)) !== 0) return -1;
+    return (r & POLLOUT) !== 0 ? 1 : 0;
   }
 
   /**

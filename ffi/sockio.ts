@@ -51,6 +51,8 @@ export const libc = openLibc({
   close: { parameters: ["i32"], result: "i32" },
   // The request is unsigned long; BigInt constants keep it on the fast path.
   ioctl: { parameters: ["i32", "u64", "pointer"], result: "i32" },
+  // nfds_t is unsigned long: a BigInt constant, as for ioctl.
+  poll: { parameters: ["pointer", "u64", "i32"], result: "i32" },
 });
 
 // Kernel constants (asm-generic values; identical on x86_64 and aarch64).
@@ -101,7 +103,7 @@ export const MSGE = 192; // msghdr, name → SA, iov → IOVE, control → CTL (
 export const IOV = 256; // 2 × iovec
 export const IOVE = 288; // 1 × iovec
 export const SA = 320; // sockaddr_storage (128)
-export const INT = 448; // int / struct linger (8)
+export const INT = 448; // int / struct linger / struct pollfd (8)
 export const LEN = 456; // socklen_t
 export const CTL = 512; // control buffer for MSG_ERRQUEUE
 export const CTL_LEN = 512;
@@ -274,6 +276,19 @@ export function getIntOpt(fd: number, level: number, name: number): number {
   s32[LEN >>> 2] = 4;
   if (libc.getsockopt(fd, level, name, P_INT, P_LEN) !== 0) return -errno();
   return s32[INT >>> 2] | 0;
+}
+
+export const POLLOUT = 0x004;
+export const POLLERR = 0x008;
+export const POLLHUP = 0x010;
+
+/** poll() of one fd without waiting: its revents (0: nothing yet), or -errno. */
+export function pollNow(fd: number, events: number): number {
+  // struct pollfd { int fd; short events; short revents; } in the 8-byte INT slot.
+  s32[INT >>> 2] = fd;
+  s32[(INT + 4) >>> 2] = events & 0xffff;
+  if (libc.poll(P_INT, 1n, 0) < 0) return -errno();
+  return s32[(INT + 4) >>> 2] >>> 16;
 }
 
 /** ioctl with an int out-parameter: the value or -errno. */

@@ -13,7 +13,7 @@ import { IPPROTO_UDP } from "../wire/udp.ts";
 import { formatIp, isV4Mapped } from "../wire/bytes.ts";
 
 export { bytesEqual, isV4Mapped } from "../wire/bytes.ts";
-export { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP } from "../../ffi/poller.ts";
+export { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP } from "../../ffi/poller.ts";
 
 /** IP protocol numbers (IANA), as they appear in the IPv4 protocol / IPv6 next-header field. */
 export const PROTO_ICMP = IPPROTO_ICMP;

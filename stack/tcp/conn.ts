@@ -98,6 +98,18 @@ export interface HostSocket {
   remoteAddress(): { addr: Uint8Array; port: number } | null;
   /** TCP_NODELAY (may throw; optional for fakes). */
   setNoDelay?(on: boolean): void;
+  /** The connect finished, asked without waiting: 1 yes, -1 failed, 0 not yet (optional). */
+  connectDone?(): number;
+}
+
+/** Conn.events: the socket is not in the poller (before the connect, after detaching). */
+export const NOT_POLLED = -1;
+/** Conn.events: the socket goes into the poller at the next updateInterest. */
+export const TO_POLL = -2;
+
+/** Whether c's socket is registered with the poller (events may have EPOLLET: negative). */
+export function polled(c: Conn): boolean {
+  return c.events !== NOT_POLLED && c.events !== TO_POLL;
 }
 
 export class Conn implements Keyed {
@@ -108,8 +120,11 @@ export class Conn implements Keyed {
 
   // --- host side ---
   sock: HostSocket | null = null;
-  /** epoll events registered for sock; -1: not registered (never, or detached). */
-  events = -1;
+  /**
+   * epoll events registered for sock; NOT_POLLED (-1): not registered (never, or detached);
+   * TO_POLL (-2): to be registered by the next updateInterest (a connect that finished at once).
+   */
+  events = NOT_POLLED;
   /** The poller callback, made once per connection. */
   onEvents: (ev: number) => void = () => {};
   /** "HOSTLOCAL:PORT-HOSTREMOTE:PORT" for the log lines (set when the connect succeeds). */

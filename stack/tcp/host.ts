@@ -3,8 +3,18 @@
 // the end of a connection (finish, TIME-WAIT, closing the socket). The data paths between the
 // guest and the socket are in forwarder.ts.
 
-import { addrPort, EPOLLIN, EPOLLOUT } from "../base/names.ts";
-import { CLOSED, type Conn, CONNECTING, LAST_ACK, TIME_WAIT, weMaySend } from "./conn.ts";
+import { addrPort, EPOLLET, EPOLLIN, EPOLLOUT } from "../base/names.ts";
+import {
+  CLOSED,
+  type Conn,
+  CONNECTING,
+  LAST_ACK,
+  NOT_POLLED,
+  polled,
+  TIME_WAIT,
+  TO_POLL,
+  weMaySend,
+} from "./conn.ts";
 import type { TcpEngine } from "./engine.ts";
 
 /**
@@ -66,7 +76,7 @@ export function receiveWindow(c: Conn): number {
 
 /** Sets the epoll interest for what the connection is waiting for (one syscall on change). */
 export function updateInterest(t: TcpEngine, c: Conn): void {
-  if (c.sock === null || c.events < 0) return;
+  if (c.sock === null || c.events === NOT_POLLED) return;
   let want = 0;
   if (c.state === CONNECTING) want = EPOLLOUT;
   else {
@@ -76,11 +86,17 @@ export function updateInterest(t: TcpEngine, c: Conn): void {
     // Held bytes need EPOLLOUT, unless the end-of-batch flush is about to write them.
     const held = c.store.prefix > 0 && !c.listed;
     if (!c.hostWriteShut && (held || c.wantWindowUpdate)) want |= EPOLLOUT;
+    // Peeked to the end: what is left in the receive queue waits for the guest's ACK, and
+    // level-triggered EPOLLIN would report that queue on every wait until then (a request/
+    // response guest acknowledges an answer only with its next request: the loop spun a whole
+    // core in between). Edge-triggered, epoll reports only new data (or the EOF, or an error).
+    // Only without EPOLLOUT: the window update's EPOLLOUT needs level-triggering (an edge
+    // comes only after a send that found the socket full).
+    if (want === EPOLLIN && c.hostDry) want |= EPOLLET;
   }
-  if (want !== c.events) {
-    t.poller.modify(c.sock, want);
-    c.events = want;
-  }
+  if (c.events === TO_POLL) t.poller.add(c.sock, want, c.onEvents);
+  else if (want !== c.events) t.poller.modify(c.sock, want);
+  c.events = want;
 }
 
 /**
@@ -105,8 +121,8 @@ function closeSocket(t: TcpEngine, c: Conn, abort: boolean): void {
   const s = c.sock;
   if (s === null) return;
   // close() drops the fd from epoll itself (it is never shared): no EPOLL_CTL_DEL.
-  if (c.events >= 0) t.poller.remove(s, true);
-  c.events = -1;
+  if (polled(c)) t.poller.remove(s, true);
+  c.events = NOT_POLLED;
   if (abort) s.abort();
   else s.close();
   c.sock = null;

@@ -473,11 +473,14 @@ function finArrives(t: TcpEngine, c: Conn, flags: number, seq: Seq, len: number)
   else if (c.state === FIN_WAIT_1) c.state = CLOSING;
   hostShutdownIfDone(t, c);
   if (c.finished) return false;
-  sendAck(t, c);
   if (c.state === FIN_WAIT_2) {
+    sendAck(t, c);
     enterTimeWait(t, c);
     return false;
   }
+  // Acknowledged at the end of the batch (afterSegment): a guest that closes and connects
+  // again at once (TCP_CRR) has its next SYN in the same batch, and that SYN's host connect
+  // should not wait behind this ACK's tap write.
   return true;
 }
 
@@ -514,6 +517,9 @@ function established(t: TcpEngine, c: Conn): void {
   t.wheel.cancel(c.rtx);
   t.wheel.arm(c.life, t.keepIdleMs);
   t.stats.established++;
+  // Host data is read from now on: registered (edge-triggered while hostDry) before the
+  // first pushData, which then does not peek a socket the host has not written to yet.
+  updateInterest(t, c);
 }
 
 /**
