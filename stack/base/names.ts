@@ -29,7 +29,12 @@ export type Policy = (family: 4 | 6, proto: number, dst: Uint8Array, port: numbe
 
 /** The part of ffi/poller.ts's Poller that transports use (tests pass a fake). */
 export interface PollerLike {
-  add(p: { readonly fd: number }, events: number, h: (events: number) => void): void;
+  add(
+    p: { readonly fd: number },
+    events: number,
+    h: (events: number, owner: never) => void,
+    owner?: unknown,
+  ): void;
   modify(p: { readonly fd: number }, events: number): void;
   remove(p: { readonly fd: number }, closing?: boolean): void;
 }

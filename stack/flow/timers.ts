@@ -31,7 +31,11 @@ export class Timer {
   prev: Timer | null = null;
   next: Timer | null = null;
 
-  constructor(readonly fn: () => void) {}
+  /**
+   * `fn(owner)` runs when the timer fires. A connection's timers pass the connection as the
+   * owner and share one callback, rather than a closure each (~100 bytes of heap apiece).
+   */
+  constructor(readonly fn: (owner: never) => void, readonly owner: unknown = undefined) {}
 
   get armed(): boolean {
     return this.where !== NONE;
@@ -308,7 +312,7 @@ export class TimerWheel {
       t.next = null;
       this.#count--;
       n++;
-      t.fn();
+      (t.fn as (owner: unknown) => void)(t.owner);
     }
     return n;
   }

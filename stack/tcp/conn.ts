@@ -112,6 +112,9 @@ export function polled(c: Conn): boolean {
   return c.events !== NOT_POLLED && c.events !== TO_POLL;
 }
 
+/** Conn.sacked before any SACK block: empty, never written (a block needs a real array). */
+export const NO_SACKS = new Uint32Array(0);
+
 export class Conn implements Keyed {
   // --- identity (Keyed) ---
   hash = 0;
@@ -125,8 +128,6 @@ export class Conn implements Keyed {
    * TO_POLL (-2): to be registered by the next updateInterest (a connect that finished at once).
    */
   events = NOT_POLLED;
-  /** The poller callback, made once per connection. */
-  onEvents: (ev: number) => void = () => {};
   /** "HOSTLOCAL:PORT-HOSTREMOTE:PORT" for the log lines (set when the connect succeeds). */
   hostLabel = "";
   /** Bytes written to the host (from the guest) and peeked for the guest (from the host). */
@@ -205,8 +206,11 @@ export class Conn implements Keyed {
   tsOk = false;
   sackOk = false;
   tsRecent = 0;
-  /** Guest's SACK blocks for data above sndUna (left/right pairs), the scoreboard. */
-  readonly sacked = new Uint32Array(8);
+  /**
+   * Guest's SACK blocks for data above sndUna (left/right pairs), the scoreboard: NO_SACKS
+   * until the first block (retransmit.ts updateSacked), as most connections never see one.
+   */
+  sacked = NO_SACKS;
   nSacked = 0;
 
   // --- RTT / RTO (RFC 6298) ---
@@ -278,8 +282,8 @@ export class Conn implements Keyed {
     onLife: (c: Conn) => void,
   ) {
     this.store = new RecvStore(pool);
-    this.rtx = new Timer(() => onRtx(this));
-    this.life = new Timer(() => onLife(this));
+    this.rtx = new Timer(onRtx, this);
+    this.life = new Timer(onLife, this);
   }
 
   /** Bytes sent to the guest and not yet acknowledged (our FIN counts as one). */

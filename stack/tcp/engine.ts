@@ -7,6 +7,7 @@
 import type { Tx } from "../link/tx.ts";
 import type { TimerWheel } from "../flow/timers.ts";
 import { ConnTable } from "../flow/table.ts";
+import { AddrCache } from "../flow/addrs.ts";
 import type { PollerLike } from "../base/names.ts";
 import type { FlowTarget } from "../flow/outbound.ts";
 import { TcpOptions, type TcpSynOptionsInit, TcpView } from "../wire/tcp.ts";
@@ -127,11 +128,16 @@ export class TcpStats {
 const unset = (_c: Conn): void => {
   throw new Error("tcp: timer callback not set (TcpStack sets it)");
 };
+const unsetHost = (_ev: number, _c: Conn): void => {
+  throw new Error("tcp: host event handler not set (TcpStack sets it)");
+};
 
 export class TcpEngine {
   readonly stats = new TcpStats();
   readonly table: ConnTable<Conn>;
   readonly pool: StorePool;
+  /** Connection addresses, one shared copy each (flow/addrs.ts). */
+  readonly addrs = new AddrCache();
   readonly view = new TcpView();
   readonly opts = new TcpOptions();
   readonly synOpts: TcpSynOptionsInit = {
@@ -165,10 +171,13 @@ export class TcpEngine {
   readonly maxHalfOpenPerDst: number;
   /**
    * The retransmission and life timers' callbacks (retransmit.ts rtxTimeout, forwarder.ts
-   * lifeTimeout: layers above this one), set once by TcpStack's constructor.
+   * lifeTimeout: layers above this one) and the host sockets' event handler (forwarder.ts
+   * onHostEvents), set once by TcpStack's constructor.
    */
   onRtx: (c: Conn) => void = unset;
   onLife: (c: Conn) => void = unset;
+  /** The poller handler of every connection's host socket (its owner is the Conn). */
+  onHost: (ev: number, c: Conn) => void = unsetHost;
   readonly connectHost: (
     family: 4 | 6,
     addr: Uint8Array,

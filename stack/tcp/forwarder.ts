@@ -60,7 +60,6 @@ export function startConnect(t: TcpEngine, c: Conn, a: Admission): boolean {
     connectFailed(t, c, sock.pendingError);
     return false;
   }
-  c.onEvents = (ev: number) => onHostEvents(t, c, ev);
   // A connect to an address of this host has usually finished inside connect() (the loopback
   // handshake runs in the syscall): answer the guest in this batch, not after an epoll round
   // (measured in TCP_CRR: the guest's SYN-ACK came 42 µs after the host's, pasta's 24).
@@ -75,7 +74,7 @@ export function startConnect(t: TcpEngine, c: Conn, a: Admission): boolean {
     return false;
   }
   c.events = EPOLLOUT;
-  t.poller.add(sock, EPOLLOUT, c.onEvents);
+  t.poller.add(sock, EPOLLOUT, t.onHost, c);
   t.wheel.arm(c.life, t.cfg.connectTimeoutMs);
   return true;
 }

@@ -94,7 +94,7 @@ export function updateInterest(t: TcpEngine, c: Conn): void {
     // comes only after a send that found the socket full).
     if (want === EPOLLIN && c.hostDry) want |= EPOLLET;
   }
-  if (c.events === TO_POLL) t.poller.add(c.sock, want, c.onEvents);
+  if (c.events === TO_POLL) t.poller.add(c.sock, want, t.onHost, c);
   else if (want !== c.events) t.poller.modify(c.sock, want);
   c.events = want;
 }

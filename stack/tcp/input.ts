@@ -138,8 +138,8 @@ function listen(t: TcpEngine, m: PacketMeta): void {
   const v = t.view;
   const o = t.opts;
   const alen = m.family === 4 ? 4 : 16;
-  // Addresses are copied once per flow (a SYN), never per segment.
-  const remote = m.b.slice(m.dstOff, m.dstOff + alen);
+  // Addresses are copied once per flow (a SYN), never per segment, and shared (addrs.ts).
+  const remote = t.addrs.get(m.b, m.dstOff, alen);
   const admission = t.cfg.admit(m.family, remote, v.dstPort);
   if (admission === "refused" || admission === "unreachable" || admission === "dropped") {
     if (admission === "dropped") {
@@ -170,7 +170,7 @@ function listen(t: TcpEngine, m: PacketMeta): void {
     replyRst(t, m);
     return;
   }
-  const c = t.newConn(m.family, m.b.slice(m.srcOff, m.srcOff + alen), v.srcPort, remote, v.dstPort);
+  const c = t.newConn(m.family, t.addrs.get(m.b, m.srcOff, alen), v.srcPort, remote, v.dstPort);
   const seq = asSeq(v.seq);
   c.irs = seq;
   c.rcvNxt =

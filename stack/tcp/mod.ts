@@ -53,6 +53,7 @@ export class TcpStack extends TcpEngine {
       if (!trim.armed) wheel.arm(trim, STORE_TRIM_MS);
     };
     this.onLife = (c: Conn) => lifeTimeout(this, c);
+    this.onHost = (ev: number, c: Conn) => onHostEvents(this, c, ev);
   }
 
   /** One guest TCP segment (the IP layer's Transport interface). */
@@ -136,9 +137,8 @@ export class TcpStack extends TcpEngine {
     c.lastHeard = this.now();
     initCongestion(c);
     this.table.insert(c);
-    c.onEvents = (ev: number) => onHostEvents(this, c, ev);
     c.events = 0;
-    this.poller.add(sock, 0, c.onEvents);
+    this.poller.add(sock, 0, this.onHost, c);
     sendSyn(this, c, false);
     this.wheel.arm(c.rtx, c.rto);
     return c;

@@ -9,7 +9,7 @@
 // one segment at its offset.
 
 import { seqAdd, seqGe, seqGt, seqLt } from "./seq.ts";
-import { type Conn, SYN_RCVD, SYN_SENT } from "./conn.ts";
+import { type Conn, NO_SACKS, SYN_RCVD, SYN_SENT } from "./conn.ts";
 import type { TcpEngine } from "./engine.ts";
 import { pushData, resetConn, retransmitAt, sendProbe, sendSyn, tsNow } from "./output.ts";
 import { rttSample, rtxDelay, timeout } from "./rto.ts";
@@ -170,6 +170,7 @@ export function updateSacked(c: Conn, blocks: Uint32Array, n: number): boolean {
     sc[2 * k + 1] = r;
     k++;
   }
+  if (k > 0 && c.sacked === NO_SACKS) c.sacked = new Uint32Array(2 * SCOREBOARD_BLOCKS);
   // Insertion sort by left edge, then merge overlaps; keep the lowest SCOREBOARD_BLOCKS.
   for (let i = 1; i < k; i++) {
     const l = sc[2 * i], r = sc[2 * i + 1];

@@ -73,13 +73,19 @@ export class StorePool {
   }
 }
 
+/** RecvStore's ranges before its first put: empty, never written. */
+const NO_RANGES = new Int32Array(0);
+
 export class RecvStore {
   #buf: Uint8Array | null = null;
   /** Ring index of `base`. */
   #head = 0;
-  /** Sorted, disjoint, non-touching [start, end) ranges, as offsets from `base`. */
-  readonly #starts = new Int32Array(STORE_RANGES_MAX);
-  readonly #ends = new Int32Array(STORE_RANGES_MAX);
+  /**
+   * Sorted, disjoint, non-touching [start, end) ranges, as offsets from `base`; made on the
+   * first put (most connections never hold a byte: ~400 bytes of heap saved on each).
+   */
+  #starts = NO_RANGES;
+  #ends = NO_RANGES;
   #n = 0;
   /** Offset of the most recently stored range's start (first SACK block, RFC 2018 §4). */
   #recent = -1;
@@ -214,6 +220,10 @@ export class RecvStore {
 
   /** Adds [s, e) to the range set, merging overlapping or touching ranges. */
   #insertRange(s: number, e: number): boolean {
+    if (this.#starts === NO_RANGES) {
+      this.#starts = new Int32Array(STORE_RANGES_MAX);
+      this.#ends = new Int32Array(STORE_RANGES_MAX);
+    }
     const starts = this.#starts, ends = this.#ends;
     let i = 0;
     while (i < this.#n && ends[i] < s) i++; // first range that ends at or after s

@@ -213,10 +213,18 @@ export class FakeSocket implements HostSocket {
 }
 
 export class FakePoller implements PollerLike {
-  readonly reg = new Map<number, { events: number; h: (ev: number) => void }>();
-  add(p: { fd: number }, events: number, h: (ev: number) => void): void {
+  readonly reg = new Map<
+    number,
+    { events: number; h: (ev: number, owner: never) => void; owner: unknown }
+  >();
+  add(
+    p: { fd: number },
+    events: number,
+    h: (ev: number, owner: never) => void,
+    owner?: unknown,
+  ): void {
     assert.ok(!this.reg.has(p.fd), "fd registered twice");
-    this.reg.set(p.fd, { events, h });
+    this.reg.set(p.fd, { events, h, owner });
   }
   modify(p: { fd: number }, events: number): void {
     const r = this.reg.get(p.fd);
@@ -232,7 +240,7 @@ export class FakePoller implements PollerLike {
   fire(s: FakeSocket, ev: number): void {
     const r = this.reg.get(s.fd);
     assert.ok(r, "event for an unregistered fd");
-    r.h(ev);
+    (r.h as (ev: number, owner: unknown) => void)(ev, r.owner);
   }
 }
 

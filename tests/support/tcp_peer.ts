@@ -481,3 +481,10 @@ export async function rss(pid: number): Promise<number> {
   const m = s.match(/VmRSS:\s+(\d+) kB/);
   return m ? Number(m[1]) * 1024 : 0;
 }
+
+/** Private resident memory of `pid` (RssAnon: heap and mappings, not the binary's pages). */
+export async function rssAnon(pid: number): Promise<number> {
+  const s = await Deno.readTextFile(`/proc/${pid}/status`);
+  const m = s.match(/RssAnon:\s+(\d+) kB/);
+  return m ? Number(m[1]) * 1024 : 0;
+}
