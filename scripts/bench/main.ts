@@ -18,7 +18,8 @@
 //   - iperf3 -u -b 0 -l 1400 both ways: UDP Gbit/s delivered to the receiver;
 //   - TCP_RR: 20,000 1-byte round trips on one connection after 1,000 unmeasured ones (p50/p99
 //     µs; 2,000 made p99 the 20th-worst of ~150 ms, mostly noise), and 2,000 more each 1 ms
-//     after the last answer (interactive traffic: the tool has gone idle), TCP_CRR: connect, 1-byte
+//     after the last answer (interactive traffic: the tool has gone idle; after 4,000 such
+//     unmeasured ones, see probe.ts), TCP_CRR: connect, 1-byte
 //     echo, close, for 3 s (conn/s), alone and with 64 clients at once; a burst of --burst N
 //     (10,000) connections opened at once and held: time to the last SYN-ACK, to the last
 //     echo, and the tool's RSS growth per open connection; all by scripts/bench/probe.ts (Deno)
@@ -27,7 +28,9 @@
 //     (private memory: what each more container costs; VmHWM also counts the binary's
 //     file-backed pages, which all processes of one binary share);
 //   - with --cost: the tool's CPU seconds over 20 s idle, and while the guest makes 10
-//     connections per second for --cost-seconds (60).
+//     connections per second for --cost-seconds (60);
+//   - per MTU after the cells, the floor: TCP_CRR, TCP_RR p50 and UDP both ways over a plain
+//     veth, no user-mode stack (scripts/bench/floor.ts), what no tool can beat here.
 // --sections picks which of these run (tcp: the TCP iperf3 rows; udp; rr: TCP_RR and TCP_CRR;
 // cost; burst), e.g. `--sections udp` or `--sections cost`, to measure one change without the
 // rest (the start-up RSS and peak RSS rows are always there).
@@ -81,8 +84,11 @@ import {
   unavailable,
   versions,
 } from "./tools.ts";
+import { type Floor, floorJson, measureFloor, renderFloor } from "./floor.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;
+/** The floor per MTU (floor.ts), measured after that MTU's cells. */
+const floors = new Map<number, Floor>();
 
 interface Options {
   runs: number;
@@ -412,6 +418,12 @@ async function finish(note: string | null): Promise<void> {
     `\nslirpd bench — ${new Date().toISOString()}, iperf3 -t ${opt.seconds}, runs ${opt.runs}`,
   );
   console.log(table);
+  if (floors.size > 0) {
+    console.log(
+      "\nfloor: the same probes over a plain veth, no user-mode stack (scripts/bench/floor.ts)",
+    );
+    console.log(renderFloor(floors));
+  }
   const vers = await versions(opt.tools);
   console.log("\nversions:");
   for (const [k, v] of Object.entries(vers)) console.log(`  ${k}: ${v}`);
@@ -441,6 +453,7 @@ async function finish(note: string | null): Promise<void> {
     ratios: ratiosJson(input),
     reference: REFERENCE,
     firewall,
+    floor: floorJson(floors),
     table,
   };
   try {
@@ -492,6 +505,21 @@ for (const mtu of opt.mtus) {
     if (aborting) break;
     recordCell(tool, mtu, samples);
     partial = null;
+  }
+  if (!aborting && (opt.sections.has("rr") || opt.sections.has("udp"))) {
+    log(`floor mtu ${mtu}: the same probes over a plain veth, no user-mode stack`);
+    const scope = new Scope();
+    live.add(scope);
+    const f = measureFloor(mtu, opt.seconds, opt.crrMs, (x) => scope.add(x));
+    current = f;
+    try {
+      floors.set(mtu, await f);
+    } catch (e) {
+      log(`floor mtu ${mtu}: ${e instanceof Error ? e.message : e}`);
+    } finally {
+      await scope.dispose();
+      live.delete(scope);
+    }
   }
 }
 if (!aborting) {

@@ -85,9 +85,14 @@ async function rr(n: number, maxMs: number, gapMs = 0): Promise<void> {
   const conn = await connect(5_000);
   const buf = new Uint8Array(64).fill(0x2a);
   // Warm-up: ARP/neighbour entries, the tools' first-packet paths, V8's JIT (the probe's, and
-  // slirpd's: with 50 warm-up round trips the first run's p99 was 2-5x the later runs').
-  const warm = gapMs > 0 ? 50 : 1_000;
+  // slirpd's: with 50 warm-up round trips the first run's p99 was 2-5x the later runs'). With
+  // a gap, the warm-up keeps the gap: the tool's wake-up path is what has to be warm, and
+  // slirpd's p99 1 ms apart came down over the first ~4,000 such requests (V8 tiers functions
+  // up by call count; measured 610-640 µs over requests 0-2,000, 325-400 over 4,000-6,000;
+  // pasta's stays at 300-350).
+  const warm = gapMs > 0 ? 4_000 : 1_000;
   for (let i = 0; i < warm; i++) {
+    if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
     if (!await pingPong(conn, buf, 5_000)) throw new Error("EOF during warm-up");
   }
   const samples: number[] = [];
