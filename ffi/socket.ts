@@ -107,7 +107,15 @@ const EFAULT = 14;
 const EXPLICIT_AFTER_EXHAUSTION = 1024;
 /** A connect() slower than this (ms) means the kernel's port search is crowded. */
 const SLOW_CONNECT_MS = 0.5;
+/**
+ * Slow connects in a row that mean a crowded range: a crowded search is slow every time, while
+ * one slow connect is as often the thread being preempted (the listener it wakes, on two
+ * cores): switching on one sent TCP_CRR's fresh first run into explicit binds, a bind()
+ * syscall more per connection.
+ */
+const SLOW_CONNECTS = 3;
 let explicitLeft = 0;
+let slowInARow = 0;
 
 function connectFrom(
   family: Family,
@@ -192,7 +200,11 @@ export class TcpSocket {
         // A slow connect() is the kernel searching a range crowded with TIME-WAIT entries
         // (measured: 3 ms each with 14k of them to one destination, where it is ~30 µs
         // otherwise): bind the ports ourselves for a while, which is O(1).
-        if (performance.now() - t0 > SLOW_CONNECT_MS) explicitLeft = EXPLICIT_AFTER_EXHAUSTION;
+        if (performance.now() - t0 <= SLOW_CONNECT_MS) slowInARow = 0;
+        else if (++slowInARow >= SLOW_CONNECTS) {
+          slowInARow = 0;
+          explicitLeft = EXPLICIT_AFTER_EXHAUSTION;
+        }
         return s;
       }
       s.close();
