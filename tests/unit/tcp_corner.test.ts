@@ -158,6 +158,40 @@ Deno.test("tcp: half-open connections are bounded per destination and in all, ol
   assert.equal(w.stack.halfOpenCount, 4);
 });
 
+Deno.test("tcp: a SYN-RECEIVED connection whose ACK was lost gets its SYN-ACK again before eviction", () => {
+  // A guest opening 10,000 connections at once overflows its tap queue: some of its ACKs of
+  // our SYN-ACKs are lost and come again only after our retransmission (1 s). Evicting such a
+  // connection at 1 s reset it in the guest's face (the bench's burst: 54-380 resets).
+  const w = new World({ cfg: { maxHalfOpenPerDst: 2, connectTimeoutMs: 60_000 } });
+  w.guestPort = 43000;
+  w.send({ seq: 100, flags: SYN, mss: 1460 });
+  const first = w.sock;
+  w.poller.fire(first, EPOLLOUT); // connected: SYN-ACK sent, SYN-RECEIVED; its ACK is lost
+  const sa = w.tx.take().find((x) => x.flags === (SYN | ACK))!;
+  w.guestPort = 43001;
+  w.send({ seq: 100, flags: SYN, mss: 1460 });
+  w.poller.fire(w.sock, EPOLLOUT);
+  // 1.5 s on: the SYN-ACK went again; more SYNs of the burst find the destination full.
+  w.advance(1_500);
+  assert.ok(w.tx.take().some((x) => x.flags === (SYN | ACK) && x.dstPort === 43000));
+  w.guestPort = 43002;
+  w.send({ seq: 100, flags: SYN, mss: 1460 });
+  assert.equal(w.stack.stats.halfOpenEvicted, 0, "evicted before the guest could answer again");
+  assert.ok(!first.aborted);
+  // The guest's answer to the retransmission completes it.
+  w.guestPort = 43000;
+  w.send({ seq: 101, ack: sa.seq + 1, flags: ACK });
+  assert.equal(w.stack.halfOpenCount, 1);
+  // One that still does not answer is evicted once that chance has passed (the flood bound).
+  w.advance(2_000);
+  for (const port of [43003, 43004]) {
+    w.guestPort = port;
+    w.send({ seq: 100, flags: SYN, mss: 1460 });
+  }
+  assert.equal(w.stack.stats.halfOpenEvicted, 1);
+  assert.ok(w.sockets[1].aborted, "the unanswered SYN-RECEIVED connection was not evicted");
+});
+
 Deno.test("tcp: a guest that never completes the handshake is given up after ~7 s", () => {
   const w = new World();
   w.send({ seq: 100, flags: SYN, mss: 1460 });
