@@ -3,7 +3,7 @@
 // and an ACK the tap would not take stays owed.
 
 import assert from "node:assert/strict";
-import { ACK, bytes, FIN, RST, SYN, World } from "../support/tcp_fakes.ts";
+import { ACK, bytes, FakeSocket, FIN, RST, SYN, World } from "../support/tcp_fakes.ts";
 import { EPOLLIN, EPOLLOUT } from "../../stack/base/names.ts";
 import { expectDnsFraming } from "../../stack/tcp/mod.ts";
 
@@ -156,6 +156,27 @@ Deno.test("tcp: half-open connections are bounded per destination and in all, ol
   const sa = w.tx.take().find((x) => x.flags === (SYN | ACK))!;
   w.send({ seq: 101, ack: sa.seq + 1, flags: ACK });
   assert.equal(w.stack.halfOpenCount, 4);
+});
+
+Deno.test("tcp: a host connect that finished inside connect() is answered in the same batch", () => {
+  // To an address of this host the handshake runs inside connect(): the SYN-ACK (or the RST
+  // for a refusal) goes out without waiting for an epoll round.
+  const w = new World();
+  w.nextSocket = () => Object.assign(new FakeSocket(), { connectDone: () => 1 });
+  w.send({ seq: 100, flags: SYN, mss: 1460 });
+  const sa = w.tx.take().find((x) => x.flags === (SYN | ACK));
+  assert.ok(sa !== undefined, "no SYN-ACK before an epoll event");
+  assert.equal(w.poller.events(w.sock), 0, "registered with the interest of SYN-RECEIVED");
+  w.send({ seq: 101, ack: sa.seq + 1, flags: ACK });
+  assert.equal(w.stack.stats.established, 1);
+  // Refused at once: RST to the guest in the same batch, nothing registered.
+  w.guestPort = 40002;
+  w.nextSocket = () =>
+    Object.assign(new FakeSocket(), { result: 111, /* ECONNREFUSED */ connectDone: () => -1 });
+  w.send({ seq: 500, flags: SYN, mss: 1460 });
+  assert.ok(w.tx.take().some((x) => (x.flags & RST) !== 0 && x.dstPort === 40002));
+  assert.equal(w.poller.events(w.sock), -1);
+  assert.equal(w.stack.stats.connectErrors, 1);
 });
 
 Deno.test("tcp: a SYN-RECEIVED connection whose ACK was lost gets its SYN-ACK again before eviction", () => {
