@@ -190,7 +190,13 @@ Deno.test({
         const out = await py(h, ["-c", REFUSED_CLIENT, "4050"], 20_000);
         assert.match(out, /OK closed (reset|eof)/);
         assert.ok(performance.now() - t0 < 10_000, "took too long");
-        assert.match(slirpd.stdout, /:4050\/\S+ local-fwd splice done: .*ECONNREFUSED/);
+        // The line follows the client's RST (slirpd logs after aborting); its pipe is read
+        // asynchronously here, so it may arrive a moment after the client's exit.
+        await slirpd.waitFor(
+          (b) => /:4050\/\S+ local-fwd splice done: .*ECONNREFUSED/.test(b.stdout),
+          5_000,
+          "refused splice's done line",
+        );
       });
 
       await t.step("remove_hostfwd closes a live spliced connection", async () => {
@@ -206,7 +212,11 @@ Deno.test({
           return: {},
         });
         await hold.waitFor((b) => b.stdout.includes("OK closed"), 10_000, "hold closed");
-        assert.match(slirpd.stdout, /:4077\/\S+ local-fwd splice done: .*forward removed/);
+        await slirpd.waitFor(
+          (b) => /:4077\/\S+ local-fwd splice done: .*forward removed/.test(b.stdout),
+          5_000,
+          "removed splice's done line",
+        );
       });
 
       await t.step("SIGTERM with a live spliced connection; the engine saw none", async () => {
